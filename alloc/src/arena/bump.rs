@@ -1,0 +1,230 @@
+//! The bump core shared by [`super::Arena`] and [`super::FixedArena`]: a cursor and an end.
+//!
+//! The fast path is: round the cursor up to the alignment, check the bounds, move the
+//! cursor. Allocation goes upward, so the most recent allocation sits at the tip and can
+//! grow (or be freed) in place by moving the cursor.
+//!
+//! With the `guard` feature each allocation is followed by a canary and a trailer
+//! (`prev_end`, `payload`, `len`), so the allocations of a chunk can be walked from the
+//! cursor back to the chunk's start and every canary checked on reset: PostgreSQL's
+//! sentinel check for its memory contexts.
+
+use core::alloc::Layout;
+use core::cell::Cell;
+use core::ptr::NonNull;
+
+use crate::guard;
+
+/// A cursor that has no chunk: every non-empty allocation fails the bounds check, and a
+/// zero-size allocation gets this well-aligned, never dereferenced address.
+pub(crate) const EMPTY: *mut u8 = core::ptr::without_provenance_mut(1 << (usize::BITS - 1));
+
+#[derive(Debug)]
+pub(crate) struct Bump {
+    cursor: Cell<*mut u8>,
+    end: Cell<*mut u8>,
+    /// Where the current range starts (off the fast path: guard walks and tip checks).
+    start: Cell<*mut u8>,
+}
+
+/// The record after each guarded allocation.
+#[cfg(feature = "guard")]
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Trailer {
+    prev_end: *mut u8,
+    payload: *mut u8,
+    len: usize,
+}
+
+/// Bytes a guarded allocation adds after its payload.
+pub(crate) const GUARD_EXTRA: usize =
+    if guard::ENABLED { guard::CANARY_LEN + 3 * core::mem::size_of::<usize>() } else { 0 };
+
+impl Bump {
+    pub(crate) const fn empty() -> Self {
+        Self { cursor: Cell::new(EMPTY), end: Cell::new(EMPTY), start: Cell::new(EMPTY) }
+    }
+
+    pub(crate) fn cursor(&self) -> *mut u8 {
+        self.cursor.get()
+    }
+
+    pub(crate) fn end(&self) -> *mut u8 {
+        self.end.get()
+    }
+
+    /// Bytes left before the end.
+    pub(crate) fn remaining(&self) -> usize {
+        self.end.get().addr() - self.cursor.get().addr()
+    }
+
+    /// Points the cursor at a new range.
+    pub(crate) fn set(&self, start: *mut u8, end: *mut u8) {
+        self.start.set(start);
+        self.cursor.set(start);
+        self.end.set(end);
+    }
+
+    /// Bytes used since the range was set.
+    pub(crate) fn used(&self) -> usize {
+        self.cursor.get().addr() - self.start.get().addr()
+    }
+
+    /// The fast path. `None` when the layout does not fit before the end.
+    #[inline(always)]
+    pub(crate) fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
+        if guard::ENABLED {
+            return self.alloc_guarded(layout);
+        }
+        let cursor = self.cursor.get();
+        let pad = cursor.addr().wrapping_neg() & (layout.align() - 1);
+        // No overflow: a Layout's size is at most isize::MAX and pad < align.
+        let needed = pad + layout.size();
+        if needed > self.end.get().addr() - cursor.addr() {
+            return None;
+        }
+        // SAFETY: cursor + needed <= end, so both offsets stay inside the current range
+        // (or are zero on the EMPTY sentinel).
+        let payload = unsafe { cursor.add(pad) };
+        // SAFETY: as above.
+        self.cursor.set(unsafe { payload.add(layout.size()) });
+        // SAFETY: payload is inside a live range, or is EMPTY: never null either way.
+        Some(unsafe { NonNull::new_unchecked(payload) })
+    }
+
+    #[cfg(not(feature = "guard"))]
+    fn alloc_guarded(&self, _layout: Layout) -> Option<NonNull<u8>> {
+        unreachable!("guard records exist only with the guard feature")
+    }
+
+    #[cfg(feature = "guard")]
+    #[inline(never)]
+    fn alloc_guarded(&self, layout: Layout) -> Option<NonNull<u8>> {
+        let cursor = self.cursor.get();
+        let pad = cursor.addr().wrapping_neg() & (layout.align() - 1);
+        let needed = pad + layout.size() + GUARD_EXTRA;
+        if needed > self.end.get().addr() - cursor.addr() {
+            return None;
+        }
+        // SAFETY: cursor + needed <= end.
+        let payload = unsafe { cursor.add(pad) };
+        // SAFETY: the record fits before the end, checked above.
+        unsafe { self.write_record(cursor, payload, layout.size()) };
+        NonNull::new(payload)
+    }
+
+    /// Writes the canary and trailer after `payload[..len]` and moves the cursor past them.
+    ///
+    /// # Safety
+    /// `payload + len + GUARD_EXTRA` must not pass the end.
+    #[cfg(feature = "guard")]
+    unsafe fn write_record(&self, prev_end: *mut u8, payload: *mut u8, len: usize) {
+        // SAFETY: guaranteed by the caller: all of it lies before the end.
+        unsafe {
+            let canary = payload.add(len);
+            guard::write_canary(canary);
+            let trailer = canary.add(guard::CANARY_LEN);
+            trailer.cast::<Trailer>().write_unaligned(Trailer { prev_end, payload, len });
+            self.cursor.set(trailer.add(size_of::<Trailer>()));
+        }
+    }
+
+    /// The trailer of the most recent allocation, if any lies in `[start, cursor)`.
+    #[cfg(feature = "guard")]
+    fn last_trailer(&self) -> Option<Trailer> {
+        let cursor = self.cursor.get();
+        if self.used() < GUARD_EXTRA {
+            return None;
+        }
+        let at = cursor.wrapping_sub(size_of::<Trailer>());
+        // SAFETY: at least one guarded allocation lies in [start, cursor), and the last
+        // one's trailer ends exactly at the cursor.
+        Some(unsafe { at.cast::<Trailer>().read_unaligned() })
+    }
+
+    /// True if `ptr..ptr + size` is the most recent allocation (it ends at the cursor).
+    #[inline]
+    fn is_tip(&self, ptr: NonNull<u8>, size: usize) -> bool {
+        #[cfg(feature = "guard")]
+        {
+            let _ = size;
+            self.last_trailer().is_some_and(|t| t.payload == ptr.as_ptr())
+                && ptr.as_ptr().addr() < self.cursor.get().addr()
+        }
+        #[cfg(not(feature = "guard"))]
+        {
+            ptr.as_ptr().wrapping_add(size) == self.cursor.get()
+        }
+    }
+
+    /// Resizes the tip allocation in place to `new_size` bytes. False if `ptr` is not the
+    /// tip or the new size does not fit.
+    pub(crate) fn resize_tip(&self, ptr: NonNull<u8>, old_size: usize, new_size: usize) -> bool {
+        if !self.is_tip(ptr, old_size) {
+            return false;
+        }
+        let available = self.end.get().addr() - ptr.as_ptr().addr();
+        if new_size.saturating_add(GUARD_EXTRA) > available {
+            return false;
+        }
+        #[cfg(feature = "guard")]
+        {
+            let prev_end = self.last_trailer().map_or(ptr.as_ptr(), |t| t.prev_end);
+            // SAFETY: the record fits before the end, checked above.
+            unsafe { self.write_record(prev_end, ptr.as_ptr(), new_size) };
+        }
+        #[cfg(not(feature = "guard"))]
+        // SAFETY: ptr + new_size <= end, checked above.
+        self.cursor.set(unsafe { ptr.as_ptr().add(new_size) });
+        true
+    }
+
+    /// Frees the tip allocation by moving the cursor back. False if `ptr` is not the tip.
+    pub(crate) fn free_tip(&self, ptr: NonNull<u8>, size: usize) -> bool {
+        if !self.is_tip(ptr, size) {
+            return false;
+        }
+        #[cfg(feature = "guard")]
+        {
+            let prev_end = self.last_trailer().map_or(ptr.as_ptr(), |t| t.prev_end);
+            let freed = self.cursor.get().addr() - prev_end.addr();
+            // SAFETY: [prev_end, cursor) is the record being freed; nothing else uses it.
+            unsafe { guard::poison(prev_end, freed) };
+            self.cursor.set(prev_end);
+        }
+        #[cfg(not(feature = "guard"))]
+        self.cursor.set(ptr.as_ptr());
+        true
+    }
+}
+
+/// Walks the guarded allocations in `[start, end)` from the last back to the first and
+/// checks every canary. Without the `guard` feature this does nothing.
+///
+/// # Safety
+/// `[start, end)` must be a range that a [`Bump`] filled with guarded allocations.
+#[cfg_attr(not(feature = "guard"), allow(unused_variables))]
+pub(crate) unsafe fn check_records(start: *mut u8, end: *mut u8) {
+    #[cfg(feature = "guard")]
+    {
+        let mut at = end;
+        while at.addr() > start.addr() {
+            if at.addr() - start.addr() < GUARD_EXTRA {
+                guard::fired(format_args!("overwrite detected: damaged arena record before {at:p}"));
+            }
+            // SAFETY: a trailer ends at `at`, and it lies inside the range.
+            let trailer = unsafe { at.sub(size_of::<Trailer>()).cast::<Trailer>().read_unaligned() };
+            let canary_at = trailer.payload.wrapping_add(trailer.len);
+            let sane = trailer.prev_end.addr() >= start.addr()
+                && trailer.prev_end.addr() <= trailer.payload.addr()
+                && canary_at.addr() + GUARD_EXTRA == at.addr();
+            if !sane {
+                guard::fired(format_args!("overwrite detected: damaged arena record before {at:p}"));
+            }
+            // SAFETY: the trailer is sane, so its canary lies inside the range.
+            unsafe { guard::check_canary(canary_at, "an arena allocation") };
+            at = trailer.prev_end;
+        }
+    }
+}

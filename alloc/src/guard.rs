@@ -1,0 +1,75 @@
+//! Debug guards: a build mode of the allocators, not a separate copy of them.
+//!
+//! With the `guard` cargo feature:
+//!
+//! | guard | where | how it fires |
+//! |---|---|---|
+//! | guard page | the last page of every chunk ([`crate::chunk`]) and so after every pool slab | `SIGSEGV` on the first byte past a chunk |
+//! | poisoning | freed pool blocks, reset arena memory, freed heap blocks | freed memory reads as [`POISON_FREED`] bytes, so a use after free sees garbage, not old data |
+//! | canaries | after every arena allocation and every pool block | checked on reset (arena) and free (pool); a damaged canary panics with "overwrite detected" |
+//! | double free | the pool keeps one bit per block | freeing a free block panics with "double free" |
+//!
+//! Without the feature every function here compiles to nothing and the allocators carry
+//! no per-object metadata. A guard that fires panics with a message starting with
+//! `allockit guard:`: a detected corruption is a bug in the caller, and continuing would
+//! spread it (glibc aborts for the same reason). Exhaustion and bad input are never
+//! reported this way; they are `Err` values.
+
+/// The byte written over memory that has been freed or reset.
+pub const POISON_FREED: u8 = 0xDD;
+
+/// The value of a canary word placed after an allocation.
+pub const CANARY: u64 = 0xA110_C0DE_CA7A_1157;
+
+/// Bytes of the canary after each guarded allocation.
+pub const CANARY_LEN: usize = core::mem::size_of::<u64>();
+
+/// Whether the guards are compiled in.
+pub const ENABLED: bool = cfg!(feature = "guard");
+
+/// Fills `[ptr, ptr + len)` with [`POISON_FREED`] when guards are on.
+///
+/// # Safety
+/// The range must be writable memory owned by the caller and holding nothing live.
+#[inline]
+pub unsafe fn poison(ptr: *mut u8, len: usize) {
+    if ENABLED {
+        // SAFETY: guaranteed by the caller.
+        unsafe { ptr.write_bytes(POISON_FREED, len) };
+    }
+}
+
+/// Writes a canary at `ptr` (unaligned) when guards are on.
+///
+/// # Safety
+/// `[ptr, ptr + CANARY_LEN)` must be writable memory owned by the caller.
+#[inline]
+pub unsafe fn write_canary(ptr: *mut u8) {
+    if ENABLED {
+        // SAFETY: guaranteed by the caller.
+        unsafe { ptr.cast::<u64>().write_unaligned(CANARY) };
+    }
+}
+
+/// Checks the canary at `ptr`; panics with "overwrite detected" if it was damaged.
+///
+/// # Safety
+/// `[ptr, ptr + CANARY_LEN)` must be readable memory where a canary was written.
+#[inline]
+pub unsafe fn check_canary(ptr: *const u8, what: &str) {
+    if ENABLED {
+        // SAFETY: guaranteed by the caller.
+        let found = unsafe { ptr.cast::<u64>().read_unaligned() };
+        if found != CANARY {
+            fired(format_args!("overwrite detected after {what} at {ptr:p} (canary {found:#018x})"));
+        }
+    }
+}
+
+/// Reports a guard that fired.
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub fn fired(what: core::fmt::Arguments<'_>) -> ! {
+    panic!("allockit guard: {what}")
+}

@@ -1,0 +1,42 @@
+//! # allockit
+//!
+//! Memory allocators to learn from and to measure, all over a few large OS regions
+//! reserved up front.
+//!
+//! | module | use it for | cost |
+//! |---|---|---|
+//! | [`arena`] | memory that dies together (a request, a frame, a parse) | bump; O(1) reset |
+//! | [`pool`] | one hot type with churn | O(1) alloc/free, no per-object metadata |
+//! | [`chunk`] | where the others get memory: fixed-size chunks from reserved regions | a lock per chunk |
+//! | [`os`] | reserve / commit / decommit / protect pages | system calls |
+//! | [`guard`] | debug guards (the `guard` feature): guard pages, poison, canaries, double free | debug only |
+//! | [`stats`] | the counters every allocator reports | — |
+//!
+//! ```
+//! use allockit::{arena::Arena, pool::Pool};
+//!
+//! let mut arena = Arena::new();
+//! let greeting = arena.alloc_str("hello")?;
+//! assert_eq!(greeting, "hello");
+//! arena.reset();
+//!
+//! let pool: Pool<[u64; 8]> = Pool::new(16)?;
+//! let block = pool.alloc([7; 8])?;
+//! assert_eq!(block[3], 7);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod arena;
+pub mod chunk;
+pub mod guard;
+pub mod os;
+pub mod pool;
+mod region;
+pub mod stats;
+
+pub use arena::{Arena, ArenaError, Escaped, FixedArena};
+pub use chunk::{Chunk, ChunkConfig, ChunkError, ChunkSource, ChunkStats};
+pub use pool::{Pool, PoolBox, PoolError, RawPool};
+pub use stats::Stats;

@@ -1,0 +1,147 @@
+//! The operating-system layer: the only module that calls `mmap`, `mprotect`, `madvise`
+//! and `munmap` (through `rustix`).
+//!
+//! Everything above it speaks in *reserve* (claim address space, no memory),
+//! *commit* (make a range usable), *decommit* (give the physical pages back while keeping
+//! the addresses) and *protect* (turn a page into a guard page). Keeping these four verbs
+//! in one place is what makes the chunk source and the allocators above it testable and
+//! portable, as mimalloc's `os.c` does.
+//!
+//! Linux semantics worth knowing:
+//! * A reservation is `PROT_NONE` + `MAP_NORESERVE`: it costs address space, not memory,
+//!   and does not count against overcommit accounting. Touching it faults.
+//! * Commit is `mprotect(PROT_READ | PROT_WRITE)`. The kernel still backs a page only when
+//!   it is first touched, so committed-but-untouched memory is not yet resident.
+//! * Decommit is `madvise(MADV_DONTNEED)`: the pages leave the process's RSS at once and
+//!   read back as zeros. The range stays readable and writable, so a decommitted chunk can be
+//!   reused without another `mprotect` (and without splitting the mapping).
+
+use core::ffi::c_void;
+use core::ptr::NonNull;
+use std::sync::OnceLock;
+
+use rustix::mm::{self, Advice, MapFlags, MprotectFlags, ProtFlags};
+
+/// An error from the operating system, with the call that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{call}({len} bytes) failed: {source}")]
+pub struct OsError {
+    /// The system call that failed.
+    pub call: &'static str,
+    /// The length it was asked for.
+    pub len: usize,
+    /// The error the kernel returned.
+    #[source]
+    pub source: std::io::Error,
+}
+
+fn os_error(call: &'static str, len: usize, err: rustix::io::Errno) -> OsError {
+    OsError { call, len, source: err.into() }
+}
+
+/// The size of a virtual memory page (4096 on x86-64 Linux).
+pub fn page_size() -> usize {
+    static PAGE: OnceLock<usize> = OnceLock::new();
+    *PAGE.get_or_init(rustix::param::page_size)
+}
+
+/// Reserves `len` bytes of address space with no access and no backing memory.
+///
+/// `len` must be a multiple of the page size. The returned range faults on access until
+/// [`commit`] makes (part of) it usable. Release it with [`release`].
+pub fn reserve(len: usize) -> Result<NonNull<u8>, OsError> {
+    // SAFETY: an anonymous mapping at an address of the kernel's choosing aliases nothing.
+    let ptr = unsafe {
+        mm::mmap_anonymous(
+            core::ptr::null_mut(),
+            len,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE | MapFlags::NORESERVE,
+        )
+    }
+    .map_err(|e| os_error("mmap", len, e))?;
+    NonNull::new(ptr.cast()).ok_or_else(|| os_error("mmap", len, rustix::io::Errno::NOMEM))
+}
+
+/// Makes `[ptr, ptr + len)` readable and writable.
+///
+/// # Safety
+/// The range must lie inside a reservation made by [`reserve`] and be page aligned.
+pub unsafe fn commit(ptr: NonNull<u8>, len: usize) -> Result<(), OsError> {
+    // SAFETY: the caller guarantees the range is a page-aligned part of our own mapping.
+    unsafe { mm::mprotect(ptr.as_ptr().cast::<c_void>(), len, MprotectFlags::READ | MprotectFlags::WRITE) }
+        .map_err(|e| os_error("mprotect", len, e))
+}
+
+/// Returns the physical pages behind `[ptr, ptr + len)` to the kernel. The range stays
+/// mapped and accessible; it reads back as zeros.
+///
+/// # Safety
+/// The range must lie inside a reservation made by [`reserve`], be page aligned, and hold
+/// nothing anyone still needs.
+pub unsafe fn decommit(ptr: NonNull<u8>, len: usize) -> Result<(), OsError> {
+    // SAFETY: the caller guarantees the range is ours and its contents are dead.
+    unsafe { mm::madvise(ptr.as_ptr().cast::<c_void>(), len, Advice::LinuxDontNeed) }
+        .map_err(|e| os_error("madvise", len, e))
+}
+
+/// Makes `[ptr, ptr + len)` inaccessible: any access raises `SIGSEGV` (a guard page).
+///
+/// # Safety
+/// The range must lie inside a reservation made by [`reserve`], be page aligned, and hold
+/// nothing anyone still uses.
+pub unsafe fn protect(ptr: NonNull<u8>, len: usize) -> Result<(), OsError> {
+    // SAFETY: the caller guarantees the range is ours and unused.
+    unsafe { mm::mprotect(ptr.as_ptr().cast::<c_void>(), len, MprotectFlags::empty()) }
+        .map_err(|e| os_error("mprotect", len, e))
+}
+
+/// Unmaps a reservation.
+///
+/// # Safety
+/// `[ptr, ptr + len)` must be exactly a range returned by [`reserve`], and nothing may use
+/// it afterwards.
+pub unsafe fn release(ptr: NonNull<u8>, len: usize) -> Result<(), OsError> {
+    // SAFETY: the caller guarantees the mapping is ours and dead.
+    unsafe { mm::munmap(ptr.as_ptr().cast::<c_void>(), len) }.map_err(|e| os_error("munmap", len, e))
+}
+
+/// The resident set size of this process in bytes, read from `/proc/self/statm`.
+///
+/// Used by tests and stats to show that decommit really returns memory.
+pub fn resident_bytes() -> std::io::Result<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm")?;
+    let resident_pages: usize =
+        statm.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "unexpected /proc/self/statm")
+        })?;
+    Ok(resident_pages * page_size())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserve_commit_decommit_release_round_trip() {
+        let len = 16 * page_size();
+        let base = reserve(len).unwrap();
+        // SAFETY: the range is our fresh reservation.
+        unsafe { commit(base, len).unwrap() };
+        // SAFETY: committed and ours.
+        unsafe { base.as_ptr().write_bytes(0xAB, len) };
+        // SAFETY: ours; contents are no longer needed.
+        unsafe { decommit(base, len).unwrap() };
+        // SAFETY: still committed; decommitted memory reads as zero.
+        let first = unsafe { base.as_ptr().read() };
+        assert_eq!(first, 0);
+        // SAFETY: exactly the reservation.
+        unsafe { release(base, len).unwrap() };
+    }
+
+    #[test]
+    fn resident_bytes_reads_a_plausible_value() {
+        let rss = resident_bytes().unwrap();
+        assert!(rss > page_size());
+    }
+}

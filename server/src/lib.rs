@@ -1,0 +1,1 @@
+//! The request-scoped HTTP service (see the crate README).
