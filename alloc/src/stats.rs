@@ -7,7 +7,8 @@
 /// A snapshot of an allocator's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Successful allocations, ever.
+    /// Successful allocations, ever. Arenas count them only with the `count-allocations`
+    /// feature (on by default), the one counter on their fast path; without it, zero.
     pub allocations: u64,
     /// Frees, ever (for an arena: tip allocations rolled back).
     pub frees: u64,

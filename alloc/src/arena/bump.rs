@@ -17,7 +17,7 @@ use crate::guard;
 
 /// A cursor that has no chunk: every non-empty allocation fails the bounds check, and a
 /// zero-size allocation gets this well-aligned, never dereferenced address.
-pub(crate) const EMPTY: *mut u8 = core::ptr::without_provenance_mut(1 << (usize::BITS - 1));
+pub(crate) const EMPTY: *mut u8 = core::ptr::without_provenance_mut(1 << 62);
 
 #[derive(Debug)]
 pub(crate) struct Bump {
@@ -25,6 +25,15 @@ pub(crate) struct Bump {
     end: Cell<*mut u8>,
     /// Where the current range starts (off the fast path: guard walks and tip checks).
     start: Cell<*mut u8>,
+}
+
+/// Without guards the cursor is always a multiple of this, and sizes are rounded up to it.
+pub(crate) const MIN_ALIGN: usize = 8;
+
+/// A size rounded up to [`MIN_ALIGN`] (no overflow: sizes are at most isize::MAX).
+#[inline(always)]
+const fn round_size(size: usize) -> usize {
+    (size + MIN_ALIGN - 1) & !(MIN_ALIGN - 1)
 }
 
 /// The record after each guarded allocation.
@@ -60,7 +69,10 @@ impl Bump {
     }
 
     /// Points the cursor at a new range.
+    ///
+    /// `start` must be a multiple of [`MIN_ALIGN`].
     pub(crate) fn set(&self, start: *mut u8, end: *mut u8) {
+        debug_assert!(start.addr().is_multiple_of(MIN_ALIGN));
         self.start.set(start);
         self.cursor.set(start);
         self.end.set(end);
@@ -78,17 +90,26 @@ impl Bump {
             return self.alloc_guarded(layout);
         }
         let cursor = self.cursor.get();
-        let pad = cursor.addr().wrapping_neg() & (layout.align() - 1);
-        // No overflow: a Layout's size is at most isize::MAX and pad < align.
-        let needed = pad + layout.size();
-        if needed > self.end.get().addr() - cursor.addr() {
+        // The cursor stays a multiple of MIN_ALIGN, so the common alignments need no
+        // rounding (a constant-folded branch for a known type), and sizes are rounded up
+        // to keep it so.
+        // No overflow in these additions: a cursor is a user-space address (below 2^47)
+        // or EMPTY (2^62), an alignment is at most 2^63 and the rounded size at most 2^63
+        // (with `aligned + size <= 2^63` whenever the alignment exceeds 2^62), so every sum
+        // stays below 2^64.
+        let aligned = if layout.align() <= MIN_ALIGN {
+            cursor.addr()
+        } else {
+            (cursor.addr() + layout.align() - 1) & !(layout.align() - 1)
+        };
+        let new_cursor = aligned + round_size(layout.size());
+        if new_cursor > self.end.get().addr() {
             return None;
         }
-        // SAFETY: cursor + needed <= end, so both offsets stay inside the current range
-        // (or are zero on the EMPTY sentinel).
-        let payload = unsafe { cursor.add(pad) };
-        // SAFETY: as above.
-        self.cursor.set(unsafe { payload.add(layout.size()) });
+        // SAFETY: cursor <= aligned <= new_cursor <= end, so the offset stays inside the
+        // current range (or is zero on the EMPTY sentinel).
+        let payload = unsafe { cursor.add(aligned - cursor.addr()) };
+        self.cursor.set(payload.with_addr(new_cursor));
         // SAFETY: payload is inside a live range, or is EMPTY: never null either way.
         Some(unsafe { NonNull::new_unchecked(payload) })
     }
@@ -154,7 +175,7 @@ impl Bump {
         }
         #[cfg(not(feature = "guard"))]
         {
-            ptr.as_ptr().wrapping_add(size) == self.cursor.get()
+            ptr.as_ptr().wrapping_add(round_size(size)) == self.cursor.get()
         }
     }
 
@@ -175,8 +196,13 @@ impl Bump {
             unsafe { self.write_record(prev_end, ptr.as_ptr(), new_size) };
         }
         #[cfg(not(feature = "guard"))]
-        // SAFETY: ptr + new_size <= end, checked above.
-        self.cursor.set(unsafe { ptr.as_ptr().add(new_size) });
+        {
+            let new_cursor = ptr.as_ptr().addr() + round_size(new_size);
+            if new_cursor > self.end.get().addr() {
+                return false;
+            }
+            self.cursor.set(ptr.as_ptr().with_addr(new_cursor));
+        }
         true
     }
 

@@ -50,6 +50,10 @@ impl core::fmt::Debug for FixedArena<'_> {
 impl<'buf> FixedArena<'buf> {
     /// An arena that allocates from `buffer` until it is full.
     pub fn new(buffer: &'buf mut [u8]) -> Self {
+        // The bump keeps its cursor a multiple of MIN_ALIGN: skip the buffer's first
+        // unaligned bytes.
+        let skip = buffer.as_ptr().addr().wrapping_neg() % bump::MIN_ALIGN;
+        let buffer = buffer.get_mut(skip..).unwrap_or_default();
         let start = buffer.as_mut_ptr();
         let capacity = buffer.len();
         let bump = Bump::empty();
@@ -74,7 +78,9 @@ impl<'buf> FixedArena<'buf> {
     pub fn alloc_layout(&self, layout: Layout) -> Result<NonNull<u8>, ArenaError> {
         match self.bump.alloc(layout) {
             Some(ptr) => {
-                self.allocations.set(self.allocations.get() + 1);
+                if cfg!(feature = "count-allocations") {
+                    self.allocations.set(self.allocations.get() + 1);
+                }
                 Ok(ptr)
             }
             None => Err(self.exhausted(layout)),
