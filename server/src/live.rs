@@ -1,0 +1,23 @@
+//! The built-in live page at `/`: plain HTML and JavaScript served from the binary (no
+//! CDN, no build step). It samples the server's own `/metrics` every second and charts
+//! RSS, jemalloc resident and allocated bytes, arena committed bytes, chunks by state
+//! (pinned among them) and cache bytes, with the current lifetime mode, so a user without
+//! Docker and Grafana sees the picture while loadgen runs.
+
+use bytes::Bytes;
+use hyper::header::HeaderValue;
+use hyper::{Response, StatusCode};
+
+use crate::response::{self, Body, Payload};
+
+/// The page.
+pub const PAGE: &str = include_str!("live.html");
+
+/// `GET /`.
+pub fn page() -> Response<Body> {
+    response::with_payload(
+        StatusCode::OK,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+        Payload::Bytes(Bytes::from_static(PAGE.as_bytes())),
+    )
+}

@@ -1,0 +1,358 @@
+//! The main listener's routes: the workload, profile lookups, metrics and probes.
+
+use core::mem::MaybeUninit;
+use std::rc::Rc;
+use std::time::Instant;
+
+use allocator_api2::alloc::{Allocator, Global};
+use allocator_api2::vec::Vec as ApiVec;
+use allockit::Arena;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::cache::Storage;
+use crate::config::Mode;
+use crate::heap::Armed;
+use crate::json_out::JsonOut;
+use crate::memory::{RESPONSE_BYTES, Sampled};
+use crate::response::{self, Body, JSON, Payload};
+use crate::server::Worker;
+use crate::workload::{self, ProfileOutcome, Refusal};
+
+/// The route label of a request (bounded: unknown paths share one label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /v1/events`.
+    Events,
+    /// `GET /v1/users/{id}`.
+    User,
+    /// `GET /metrics`.
+    Metrics,
+    /// `GET /healthz`.
+    Health,
+    /// `GET /readyz`.
+    Ready,
+    /// `GET /`: the live page.
+    Live,
+    /// Anything else.
+    Unmatched,
+}
+
+impl Route {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Events => "/v1/events",
+            Route::User => "/v1/users/{id}",
+            Route::Metrics => "/metrics",
+            Route::Health => "/healthz",
+            Route::Ready => "/readyz",
+            Route::Live => "/",
+            Route::Unmatched => "unmatched",
+        }
+    }
+
+    /// The route of a path.
+    pub fn of(path: &str) -> Route {
+        match path {
+            "/v1/events" => Route::Events,
+            "/metrics" => Route::Metrics,
+            "/healthz" => Route::Health,
+            "/readyz" => Route::Ready,
+            "/" => Route::Live,
+            p if p.starts_with("/v1/users/") => Route::User,
+            _ => Route::Unmatched,
+        }
+    }
+}
+
+/// Tracks a request in flight; a request dropped before it answered (the client went away)
+/// is counted with status 499, as nginx does.
+struct InFlight<'w> {
+    worker: &'w Worker,
+    route: Route,
+    start: Instant,
+    answered: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let metrics = &self.worker.shared.metrics;
+        metrics.http_in_flight.dec();
+        if !self.answered {
+            metrics.http_requests.with_label_values(&[self.route.label(), "499"]).inc();
+        }
+        metrics.http_duration.with_label_values(&[self.route.label()]).observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+/// Handles one request on the main listener.
+pub async fn handle(worker: Rc<Worker>, request: Request<Incoming>) -> Result<Response<Body>, std::convert::Infallible> {
+    let route = Route::of(request.uri().path());
+    worker.shared.metrics.http_in_flight.inc();
+    let mut in_flight = InFlight { worker: &worker, route, start: Instant::now(), answered: false };
+    let method = request.method().clone();
+    let get = method == Method::GET || method == Method::HEAD;
+    let response = match route {
+        Route::Events if method == Method::POST => events(&worker, request).await,
+        Route::Events => response::method_not_allowed("POST"),
+        Route::User if get => user(&worker, &request.uri().path()["/v1/users/".len()..]),
+        Route::Metrics if get => metrics(&worker),
+        Route::Health if get => response::json(StatusCode::OK, &br#"{"status":"ok"}"#[..]),
+        Route::Ready if get => ready(&worker),
+        Route::Live if get => crate::live::page(),
+        Route::User | Route::Metrics | Route::Health | Route::Ready | Route::Live => {
+            response::method_not_allowed("GET, HEAD")
+        }
+        Route::Unmatched => {
+            response::error(StatusCode::NOT_FOUND, &format!("no route for {}", request.uri().path()))
+        }
+    };
+    in_flight.answered = true;
+    worker
+        .shared
+        .metrics
+        .http_requests
+        .with_label_values(&[route.label(), response.status().as_str()])
+        .inc();
+    Ok(response)
+}
+
+fn ready(worker: &Worker) -> Response<Body> {
+    if worker.shared.is_draining() {
+        response::json(StatusCode::SERVICE_UNAVAILABLE, &br#"{"status":"draining"}"#[..])
+    } else {
+        response::json(StatusCode::OK, &br#"{"status":"ready"}"#[..])
+    }
+}
+
+fn metrics(worker: &Worker) -> Response<Body> {
+    let text = worker.shared.render_metrics();
+    response::with_payload(
+        StatusCode::OK,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        Payload::Bytes(Bytes::from(text)),
+    )
+}
+
+/// Why `POST /v1/events` failed, and with which status.
+struct Failure {
+    status: StatusCode,
+    message: FailureMessage,
+}
+
+enum FailureMessage {
+    Static(&'static str),
+    Refusal(Refusal),
+    Json(serde_json::Error),
+}
+
+impl Failure {
+    fn new(status: StatusCode, message: &'static str) -> Self {
+        Self { status, message: FailureMessage::Static(message) }
+    }
+
+    fn refusal(refusal: Refusal) -> Self {
+        let status = match refusal {
+            Refusal::OutOfMemory => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        Self { status, message: FailureMessage::Refusal(refusal) }
+    }
+
+    fn into_response(self) -> Response<Body> {
+        let message = match self.message {
+            FailureMessage::Static(text) => text.to_string(),
+            FailureMessage::Refusal(refusal) => refusal.to_string(),
+            FailureMessage::Json(error) => format!("invalid batch: {error}"),
+        };
+        response::error(self.status, &message)
+    }
+}
+
+async fn events(worker: &Worker, request: Request<Incoming>) -> Response<Body> {
+    let shared = &worker.shared;
+    let max = shared.config.max_body_bytes;
+    let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > max) {
+        return response::error(StatusCode::PAYLOAD_TOO_LARGE, &format!("body larger than {max} bytes"));
+    }
+    let body = request.into_body();
+    let result = match shared.mode() {
+        Mode::Heap => process(worker, body, declared, Sampled::new(Global, &worker.memory.samplers.heap), None).await,
+        mode @ (Mode::Segregated | Mode::Broken) => {
+            let lease = worker.memory.lease();
+            let arena = lease.arena();
+            let alloc = Sampled::new(arena, &worker.memory.samplers.arena);
+            process(worker, body, declared, alloc, (mode == Mode::Broken).then_some(arena)).await
+        }
+    };
+    // The response message is built outside the armed section: its header map is hyper's
+    // framing, not request work.
+    match result {
+        Ok(payload) => response::with_payload(StatusCode::OK, JSON, payload),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+/// The workload on one allocator: read the body, parse, aggregate, consult the cache,
+/// render. `escape_into` is the request arena in broken mode (new profiles escape into it).
+async fn process<A: Allocator + Copy>(
+    worker: &Worker,
+    mut body: Incoming,
+    declared: Option<usize>,
+    alloc: A,
+    escape_into: Option<&Arena>,
+) -> Result<Payload, Failure> {
+    let shared = &worker.shared;
+    let max = shared.config.max_body_bytes;
+    let mut bytes: ApiVec<u8, A> = ApiVec::new_in(alloc);
+    if let Some(len) = declared {
+        let _armed = Armed::new(&shared.heap);
+        bytes.try_reserve_exact(len).map_err(|_| Failure::refusal(Refusal::OutOfMemory))?;
+    }
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| Failure::new(StatusCode::BAD_REQUEST, "the request body could not be read"))?;
+        let Ok(data) = frame.into_data() else { continue };
+        if bytes.len() + data.len() > max {
+            return Err(Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "body larger than --max-body-bytes"));
+        }
+        let _armed = Armed::new(&shared.heap);
+        bytes.try_reserve(data.len()).map_err(|_| Failure::refusal(Refusal::OutOfMemory))?;
+        bytes.extend_from_slice(&data);
+    }
+
+    let _armed = Armed::new(&shared.heap);
+    let batch = workload::parse(&bytes, alloc, &shared.limits).map_err(|(refusal, error)| match refusal {
+        Some(refusal) => Failure::refusal(refusal),
+        None => Failure { status: StatusCode::BAD_REQUEST, message: FailureMessage::Json(error) },
+    })?;
+    let summary = workload::aggregate(&batch, alloc).map_err(Failure::refusal)?;
+    let user = batch.user.as_str();
+    let events = summary.events as u64;
+    let outcome = if shared.cache.touch(user, events) {
+        ProfileOutcome::Cached
+    } else {
+        let storage = new_profile(worker, user, &summary, escape_into)?;
+        shared.cache.insert(user, storage, events);
+        ProfileOutcome::Created
+    };
+    let mode = shared.mode().as_str();
+    render(worker, |out| workload::render_summary(out, user, &summary, outcome, mode))
+}
+
+/// Renders a response into the pool (or, in heap mode, a heap block).
+fn render(worker: &Worker, write: impl FnOnce(&mut JsonOut<'_>) -> bool) -> Result<Payload, Failure> {
+    let too_big = || Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "the response does not fit its buffer");
+    let payload = if worker.shared.mode() == Mode::Heap {
+        let mut buffer = worker.memory.samplers.heap.measure(|| Box::<[u8]>::new_uninit_slice(RESPONSE_BYTES));
+        let mut out = JsonOut::new(&mut buffer);
+        if !write(&mut out) {
+            return Err(too_big());
+        }
+        let len = out.len();
+        Payload::Heap { buffer, len, pos: 0 }
+    } else {
+        let mut buffer = worker.memory.response_buffer().map_err(|_| {
+            worker.memory.publish_pool();
+            Failure::new(StatusCode::SERVICE_UNAVAILABLE, "response buffer pool exhausted")
+        })?;
+        let mut out = JsonOut::new(buffer.block_mut());
+        if !write(&mut out) {
+            return Err(too_big());
+        }
+        let len = out.len();
+        Payload::Pooled { buffer, len, pos: 0 }
+    };
+    Ok(payload)
+}
+
+/// Bytes of the stack buffer a new profile is rendered into.
+const PROFILE_BYTES: usize = 2048;
+
+/// Creates the long-lived profile of a new user: on the cache arena, or (broken mode) as
+/// an escaping allocation in the request's arena.
+fn new_profile<A: Allocator>(
+    worker: &Worker,
+    user: &str,
+    summary: &workload::Summary<'_, A>,
+    escape_into: Option<&Arena>,
+) -> Result<Storage, Failure> {
+    let mut buffer = [MaybeUninit::<u8>::uninit(); PROFILE_BYTES];
+    let mut out = JsonOut::new(&mut buffer);
+    let created_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let top = summary.groups.first();
+    let written = out.raw(user.as_bytes())
+        && out.raw(b"{")
+        && out.key("user")
+        && out.string(user)
+        && out.raw(b",")
+        && out.key("created_unix_ms")
+        && out.number(created_ms)
+        && out.raw(b",")
+        && out.key("first_batch_events")
+        && out.number(summary.events as u64)
+        && out.raw(b",")
+        && out.key("top_kind")
+        && out.string(top.map_or("", |g| g.kind))
+        && out.raw(b",")
+        && out.key("top_path")
+        && out.string(top.map_or("", |g| g.path))
+        && out.raw(b"}");
+    if !written {
+        return Err(Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "the profile does not fit its buffer"));
+    }
+    let bytes = out.as_bytes();
+    let samplers = &worker.memory.samplers;
+    match escape_into {
+        Some(arena) => samplers
+            .arena
+            .measure(|| arena.alloc_escaping_slice_copy(bytes))
+            .map(Storage::Escaped)
+            .map_err(|_| Failure::refusal(Refusal::OutOfMemory)),
+        None => {
+            let mut copy = ApiVec::new_in(worker.shared.cache.arena());
+            samplers
+                .cache
+                .measure(|| copy.try_reserve_exact(bytes.len()))
+                .map_err(|_| Failure::new(StatusCode::SERVICE_UNAVAILABLE, "the cache arena is out of memory"))?;
+            copy.extend_from_slice(bytes);
+            Ok(Storage::Segregated(copy.into_boxed_slice()))
+        }
+    }
+}
+
+fn user(worker: &Worker, id: &str) -> Response<Body> {
+    if id.is_empty() || id.contains('/') {
+        return response::error(StatusCode::NOT_FOUND, "expected /v1/users/{id}");
+    }
+    let found = worker.shared.cache.get(id, |view| {
+        view.map(|view| {
+            render(worker, |out| {
+                out.raw(b"{")
+                    && out.key("user")
+                    && out.string(id)
+                    && out.raw(b",")
+                    && out.key("requests")
+                    && out.number(view.requests)
+                    && out.raw(b",")
+                    && out.key("events")
+                    && out.number(view.events)
+                    && out.raw(b",")
+                    && out.key("profile")
+                    && out.raw(view.profile)
+                    && out.raw(b"}")
+            })
+        })
+    });
+    match found {
+        Some(Ok(payload)) => response::with_payload(StatusCode::OK, JSON, payload),
+        Some(Err(failure)) => failure.into_response(),
+        None => response::error(StatusCode::NOT_FOUND, &format!("no profile for user {id:?}")),
+    }
+}

@@ -1,0 +1,454 @@
+//! Start-up, the thread-per-core workers, connections, and graceful shutdown.
+//!
+//! Each worker is one OS thread with a current-thread tokio runtime and its own
+//! `SO_REUSEPORT` listener on the same address: the kernel spreads connections across
+//! workers, and a request never changes thread, so per-worker arenas and pools need no
+//! locks. State shared by all workers (the profile cache, the chunk sources, the metrics,
+//! the mode) lives in [`Shared`].
+
+use std::cell::Cell;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+
+use allockit::{ChunkConfig, ChunkSource};
+use hyper::StatusCode;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::cache::ProfileCache;
+use crate::config::{Config, Mode};
+use crate::heap::HeapCounters;
+use crate::jemalloc::{self, ArenaStats, CacheArena};
+use crate::memory::{PoolCounters, Samplers, WorkerMemory, timer_overhead_ns};
+use crate::metrics::{Metrics, Snapshot};
+use crate::response;
+use crate::workload::Limits;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A flag combination clap cannot check.
+    #[error("{0}")]
+    Config(String),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The chunk source could not reserve its regions.
+    #[error("cannot reserve arena regions: {0}")]
+    Chunks(#[from] allockit::ChunkError),
+    /// jemalloc refused the cache arena.
+    #[error(transparent)]
+    Jemalloc(#[from] jemalloc::JemallocError),
+    /// The cache could not reserve its index.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
+    /// A worker thread failed to start.
+    #[error("cannot start a worker: {0}")]
+    Worker(String),
+}
+
+/// State shared by every worker and the admin listener.
+pub struct Shared {
+    /// The configuration.
+    pub config: Config,
+    /// Batch limits.
+    pub limits: Limits,
+    mode: AtomicU8,
+    /// The profile cache.
+    pub cache: ProfileCache,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// General-heap allocations made by request work.
+    pub heap: HeapCounters,
+    /// Where request arenas get their chunks.
+    pub arena_source: Arc<ChunkSource>,
+    /// Where response pools get their chunks.
+    pub pool_source: Arc<ChunkSource>,
+    pools: Mutex<Vec<Arc<PoolCounters>>>,
+    connections: AtomicUsize,
+    draining: AtomicBool,
+}
+
+impl Shared {
+    /// The active mode.
+    pub fn mode(&self) -> Mode {
+        Mode::ALL[usize::from(self.mode.load(Ordering::Relaxed))]
+    }
+
+    /// Switches the mode for requests that start from now on.
+    pub fn set_mode(&self, mode: Mode) {
+        let index = Mode::ALL.iter().position(|m| *m == mode).expect("every mode is listed");
+        self.mode.store(index as u8, Ordering::Relaxed);
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Open client connections.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Reads every source and renders `/metrics`.
+    pub fn render_metrics(&self) -> Vec<u8> {
+        let mut snapshot = Snapshot { mode: Some(self.mode()), ..Snapshot::default() };
+        match jemalloc::Stats::read() {
+            Ok(stats) => snapshot.jemalloc = stats,
+            Err(error) => tracing::warn!(%error, "jemalloc statistics unavailable"),
+        }
+        /// jemalloc's pseudo-index for all arenas merged (MALLCTL_ARENAS_ALL).
+        const ALL_ARENAS: u32 = 4096;
+        snapshot.cache_arena = ArenaStats::read(self.cache.arena().index()).unwrap_or_default();
+        snapshot.all_arenas = ArenaStats::read(ALL_ARENAS).unwrap_or_default();
+        snapshot.chunks = self.arena_source.stats();
+        for pool in self.pools.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            snapshot.pool_live += pool.live.load(Ordering::Relaxed);
+            snapshot.pool_free += pool.free.load(Ordering::Relaxed);
+            snapshot.pool_allocations += pool.allocations.load(Ordering::Relaxed);
+            snapshot.pool_frees += pool.frees.load(Ordering::Relaxed);
+            snapshot.pool_exhausted += pool.exhausted.load(Ordering::Relaxed);
+        }
+        snapshot.cache = self.cache.stats();
+        snapshot.heap_allocations = self.heap.allocations();
+        snapshot.heap_bytes = self.heap.bytes();
+        self.metrics.render(&snapshot)
+    }
+
+    fn count_connection_status(&self, status: StatusCode) {
+        self.metrics.http_requests.with_label_values(&["connection", status.as_str()]).inc();
+    }
+}
+
+/// One worker: shared state and its own request memory.
+pub struct Worker {
+    /// State shared with the other workers.
+    pub shared: Arc<Shared>,
+    /// This worker's arenas, pool and samplers.
+    pub memory: WorkerMemory,
+}
+
+/// A running server.
+pub struct ServerHandle {
+    /// The main listener's address.
+    pub addr: SocketAddr,
+    /// The admin listener's address.
+    pub admin_addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The shared state (for tests and the binary).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// A sender that begins shutdown when `true` is sent (for signal handlers).
+    pub fn shutdown_trigger(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to `--shutdown-timeout`), and
+    /// waits for every thread.
+    pub fn shutdown(self) {
+        self.shared.draining.store(true, Ordering::Relaxed);
+        let _ = self.shutdown.send(true);
+        self.join();
+    }
+
+    /// Waits until the server has stopped (after a shutdown trigger).
+    pub fn join(self) {
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
+    let bind_error = |source| StartError::Bind { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(bind_error)?;
+    socket.set_reuse_address(true).map_err(bind_error)?;
+    socket.set_reuse_port(true).map_err(bind_error)?;
+    socket.set_nonblocking(true).map_err(bind_error)?;
+    socket.bind(&addr.into()).map_err(bind_error)?;
+    socket.listen(1024).map_err(bind_error)?;
+    Ok(socket.into())
+}
+
+/// Starts the workers and the admin listener.
+pub fn start(config: Config) -> Result<ServerHandle, StartError> {
+    config.validate().map_err(StartError::Config)?;
+    let workers = config.worker_count();
+    let arena_source = ChunkSource::new(ChunkConfig {
+        chunk_size: config.arena_chunk_bytes,
+        region_size: config.arena_region_bytes,
+        max_regions: config.arena_max_regions,
+        retain_idle_bytes: config.arena_retain_idle_bytes,
+        ..ChunkConfig::default()
+    })?;
+    let pool_source = ChunkSource::new(ChunkConfig {
+        region_size: 64 * 1024 * 1024,
+        max_regions: 4,
+        retain_idle_bytes: 1024 * 1024,
+        ..ChunkConfig::default()
+    })?;
+    let cache = ProfileCache::new(CacheArena::create()?, config.cache_entries, config.cache_bytes)?;
+    let metrics = Metrics::new();
+    let shared = Arc::new(Shared {
+        limits: Limits::new(config.max_events),
+        mode: AtomicU8::new(0),
+        cache,
+        metrics,
+        heap: HeapCounters::default(),
+        arena_source,
+        pool_source,
+        pools: Mutex::new(Vec::new()),
+        connections: AtomicUsize::new(0),
+        draining: AtomicBool::new(false),
+        config,
+    });
+    shared.set_mode(shared.config.mode());
+
+    let first = bind(shared.config.listen)?;
+    let addr = first.local_addr().map_err(|source| StartError::Bind { addr: shared.config.listen, source })?;
+    let mut listeners = vec![first];
+    for _ in 1..workers {
+        listeners.push(bind(addr)?);
+    }
+    let admin_listener = bind(shared.config.admin_listen)?;
+    let admin_addr =
+        admin_listener.local_addr().map_err(|source| StartError::Bind { addr: shared.config.admin_listen, source })?;
+
+    let (shutdown, _) = watch::channel(false);
+    let overhead = timer_overhead_ns();
+    let mut threads = Vec::with_capacity(workers + 1);
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let shared = Arc::clone(&shared);
+        let stop = shutdown.subscribe();
+        let thread = std::thread::Builder::new()
+            .name(format!("worker-{index}"))
+            .spawn(move || run_worker(listener, shared, stop, overhead))
+            .map_err(|e| StartError::Worker(e.to_string()))?;
+        threads.push(thread);
+    }
+    let admin_shared = Arc::clone(&shared);
+    let stop = shutdown.subscribe();
+    threads.push(
+        std::thread::Builder::new()
+            .name("admin".into())
+            .spawn(move || crate::admin::run(admin_listener, admin_shared, stop))
+            .map_err(|e| StartError::Worker(e.to_string()))?,
+    );
+    tracing::info!(%addr, %admin_addr, workers, mode = shared.mode().as_str(), "allockit-server listening");
+    Ok(ServerHandle { addr, admin_addr, shared, shutdown, threads })
+}
+
+fn run_worker(listener: std::net::TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>, overhead_ns: u64) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return tracing::error!(%error, "cannot build a worker runtime"),
+    };
+    let samplers = Samplers::new(&shared.metrics, shared.config.latency_sample_every, overhead_ns);
+    let memory = WorkerMemory::new(
+        Arc::clone(&shared.arena_source),
+        shared.config.arena_limit_bytes,
+        Arc::clone(&shared.pool_source),
+        shared.config.pool_max_chunks,
+        samplers,
+        Arc::clone(&shared.metrics),
+    );
+    let (memory, counters) = match memory {
+        Ok(created) => created,
+        Err(error) => return tracing::error!(%error, "cannot create the response pool"),
+    };
+    shared.pools.lock().unwrap_or_else(|p| p.into_inner()).push(counters);
+    // The worker outlives every task of its LocalSet: tasks are dropped with `local`, and
+    // this Rc (the last one) only after that, so the pool's blocks are all back first.
+    let worker = Rc::new(Worker { shared, memory });
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, accept_loop(listener, Rc::clone(&worker), stop));
+    drop(local);
+    drop(runtime);
+    drop(worker);
+}
+
+async fn accept_loop(listener: std::net::TcpListener, worker: Rc<Worker>, mut stop: watch::Receiver<bool>) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(error) => return tracing::error!(%error, "cannot register the listener"),
+    };
+    let shared = Arc::clone(&worker.shared);
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.config.header_read_timeout)
+        .max_buf_size(64 * 1024);
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => serve(stream, &worker, &builder, &graceful),
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            },
+            _ = stop.wait_for(|stop| *stop) => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(shared.config.shutdown_timeout, graceful.shutdown()).await.is_err() {
+        tracing::warn!("shutdown timeout: closing connections with requests still in flight");
+    }
+}
+
+/// Counts a client connection while it lives.
+struct ConnectionSlot(Arc<Shared>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn serve(stream: TcpStream, worker: &Rc<Worker>, builder: &http1::Builder, graceful: &GracefulShutdown) {
+    let shared = &worker.shared;
+    if shared.connections.fetch_add(1, Ordering::Relaxed) >= shared.config.max_connections {
+        shared.connections.fetch_sub(1, Ordering::Relaxed);
+        shared.count_connection_status(StatusCode::SERVICE_UNAVAILABLE);
+        let answer = response::raw_error(StatusCode::SERVICE_UNAVAILABLE, "too many connections; try again later");
+        let _ = stream.try_write(&answer);
+        return;
+    }
+    let slot = ConnectionSlot(Arc::clone(shared));
+    let _ = stream.set_nodelay(true);
+    // A second descriptor for the socket, to answer 408 after hyper gives up on a request
+    // whose headers never completed (hyper closes without answering).
+    let late_answer = stream.as_fd().try_clone_to_owned().ok().map(std::net::TcpStream::from);
+    let counters = Rc::new(IoCounters::default());
+    let io = TokioIo::new(Tracked { stream, counters: Rc::clone(&counters) });
+    let service_worker = Rc::clone(worker);
+    let service = service_fn(move |request| crate::routes::handle(Rc::clone(&service_worker), request));
+    let connection = graceful.watch(builder.serve_connection(io, service));
+    tokio::task::spawn_local(async move {
+        let shared = Arc::clone(&slot.0);
+        if let Err(error) = connection.await {
+            on_connection_error(&shared, &error, &counters, late_answer);
+        }
+        drop(slot);
+    });
+}
+
+fn on_connection_error(
+    shared: &Shared,
+    error: &hyper::Error,
+    counters: &IoCounters,
+    late_answer: Option<std::net::TcpStream>,
+) {
+    if error.is_timeout() {
+        // Idle keep-alive connections time out too; only a started request gets a 408.
+        if counters.partial_request() {
+            shared.count_connection_status(StatusCode::REQUEST_TIMEOUT);
+            if let Some(mut socket) = late_answer {
+                let answer =
+                    response::raw_error(StatusCode::REQUEST_TIMEOUT, "request headers not received in time");
+                let _ = io::Write::write_all(&mut socket, &answer);
+            }
+        }
+    } else if error.is_parse_too_large() {
+        shared.count_connection_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    } else if error.is_parse() {
+        shared.count_connection_status(StatusCode::BAD_REQUEST);
+    } else {
+        tracing::debug!(%error, "connection ended with an error");
+    }
+}
+
+/// Bytes a connection has read, and how many it had read when it last wrote.
+#[derive(Default)]
+struct IoCounters {
+    read: Cell<u64>,
+    read_at_last_write: Cell<u64>,
+}
+
+impl IoCounters {
+    /// True if bytes arrived since the last response: a request has started.
+    fn partial_request(&self) -> bool {
+        self.read.get() > self.read_at_last_write.get()
+    }
+}
+
+/// A TCP stream that counts its traffic in [`IoCounters`].
+struct Tracked {
+    stream: TcpStream,
+    counters: Rc<IoCounters>,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.stream).poll_read(cx, buf);
+        let read = (buf.filled().len() - before) as u64;
+        this.counters.read.set(this.counters.read.get() + read);
+        result
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_write(cx, data);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            this.counters.read_at_last_write.set(this.counters.read.get());
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            this.counters.read_at_last_write.set(this.counters.read.get());
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
