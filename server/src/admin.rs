@@ -85,7 +85,8 @@ fn query_param<'r>(request: &'r Request<Incoming>, name: &str) -> Option<&'r str
 
 async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
     if !authorized(shared, &request) {
-        let mut response = response::error(StatusCode::UNAUTHORIZED, "admin routes need Authorization: Bearer <token>");
+        let mut response =
+            response::error(StatusCode::UNAUTHORIZED, "admin routes need Authorization: Bearer <token>");
         response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return response;
     }
@@ -121,7 +122,9 @@ async fn set_mode(shared: &Shared, request: Request<Incoming>) -> Response<Body>
         None => {
             let body = match request.into_body().collect().await {
                 Ok(collected) => collected.to_bytes(),
-                Err(_) => return response::error(StatusCode::BAD_REQUEST, "the request body could not be read"),
+                Err(_) => {
+                    return response::error(StatusCode::BAD_REQUEST, "the request body could not be read");
+                }
             };
             match serde_json::from_slice::<serde_json::Value>(&body) {
                 Ok(value) => value.get("mode").and_then(|m| m.as_str()).unwrap_or_default().to_string(),

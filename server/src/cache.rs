@@ -198,7 +198,8 @@ impl ProfileCache {
                 return;
             }
             while lru.head != NIL
-                && (self.entries.load(Ordering::Relaxed) >= self.max_entries || lru.bytes + size > self.max_bytes)
+                && (self.entries.load(Ordering::Relaxed) >= self.max_entries
+                    || lru.bytes + size > self.max_bytes)
             {
                 let victim = lru.tail;
                 let storage = lru.remove(victim);
@@ -210,8 +211,15 @@ impl ProfileCache {
             let index = lru.free;
             debug_assert_ne!(index, NIL, "a free slot exists once entries < max_entries");
             lru.free = lru.slots[index as usize].next;
-            lru.slots[index as usize] =
-                Slot { hash, prev: NIL, next: NIL, key_len: user.len(), storage: Some(storage), requests: 1, events };
+            lru.slots[index as usize] = Slot {
+                hash,
+                prev: NIL,
+                next: NIL,
+                key_len: user.len(),
+                storage: Some(storage),
+                requests: 1,
+                events,
+            };
             let Lru { table, slots, .. } = &mut *lru;
             table.insert_unique(hash, index, |&i| slots[i as usize].hash);
             lru.push_front(index);
@@ -295,7 +303,11 @@ impl Lru {
             let slot = &self.slots[index as usize];
             (slot.prev, slot.next)
         };
-        if prev == NIL { self.head = next } else { self.slots[prev as usize].next = next }
+        if prev == NIL {
+            self.head = next
+        } else {
+            self.slots[prev as usize].next = next
+        }
         if next == NIL { self.tail = prev } else { self.slots[next as usize].prev = prev }
     }
 
@@ -304,7 +316,11 @@ impl Lru {
         let slot = &mut self.slots[index as usize];
         slot.prev = NIL;
         slot.next = old_head;
-        if old_head == NIL { self.tail = index } else { self.slots[old_head as usize].prev = index }
+        if old_head == NIL {
+            self.tail = index
+        } else {
+            self.slots[old_head as usize].prev = index
+        }
         self.head = index;
     }
 

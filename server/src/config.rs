@@ -61,7 +61,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 250ms, 5s or 2m"))?;
+    let value: f64 =
+        number.parse().map_err(|_| format!("`{text}` is not a duration like 250ms, 5s or 2m"))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "s" | "" => value,
@@ -184,9 +185,7 @@ impl Config {
 
     /// Worker threads to start.
     pub fn worker_count(&self) -> usize {
-        self.workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-            .max(1)
+        self.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
     }
 
     /// Checks what clap cannot: the admin token rule and the arena geometry.
@@ -231,15 +230,21 @@ mod tests {
     fn a_public_admin_listener_needs_a_token() {
         let config = Config::parse_from(["allockit-server", "--admin-listen", "0.0.0.0:9091"]);
         assert!(config.validate().unwrap_err().contains("--admin-token"));
-        let config =
-            Config::parse_from(["allockit-server", "--admin-listen", "0.0.0.0:9091", "--admin-token", "s3cret"]);
+        let config = Config::parse_from([
+            "allockit-server",
+            "--admin-listen",
+            "0.0.0.0:9091",
+            "--admin-token",
+            "s3cret",
+        ]);
         assert!(config.validate().is_ok());
     }
 
     #[test]
     fn break_lifetimes_and_heap_requests_conflict() {
         let error =
-            Config::try_parse_from(["allockit-server", "--break-lifetimes", "--request-alloc", "heap"]).unwrap_err();
+            Config::try_parse_from(["allockit-server", "--break-lifetimes", "--request-alloc", "heap"])
+                .unwrap_err();
         assert!(error.to_string().contains("--request-alloc"));
         assert_eq!(Config::parse_from(["allockit-server", "--break-lifetimes"]).mode(), Mode::Broken);
         assert_eq!(Config::parse_from(["allockit-server", "--request-alloc", "heap"]).mode(), Mode::Heap);

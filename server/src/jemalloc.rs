@@ -132,13 +132,6 @@ impl CacheArena {
     fn flags(&self, layout: Layout) -> c_int {
         self.flags | sys::MALLOCX_ALIGN(layout.align())
     }
-
-    /// Returns the arena's dirty pages to the OS now (`arena.<i>.purge`).
-    pub fn purge(&self) -> Result<(), JemallocError> {
-        let name = CString::new(format!("arena.{}.purge", self.index)).expect("no NUL");
-        // SAFETY: `arena.<i>.purge` takes no value; writing an empty tuple passes none.
-        unsafe { raw::write(name.as_bytes_with_nul(), ()) }.map_err(ctl_error("arena.purge"))
-    }
 }
 
 // SAFETY: mallocx/sdallocx on one arena: blocks are valid until deallocated, sized and
@@ -148,12 +141,15 @@ unsafe impl Allocator for CacheArena {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         if layout.size() == 0 {
             // SAFETY: an aligned dangling pointer is valid for zero-size blocks.
-            let dangling = unsafe { NonNull::new_unchecked(core::ptr::without_provenance_mut(layout.align())) };
+            let dangling =
+                unsafe { NonNull::new_unchecked(core::ptr::without_provenance_mut(layout.align())) };
             return Ok(NonNull::slice_from_raw_parts(dangling, 0));
         }
         // SAFETY: non-zero size, valid flags.
         let ptr = unsafe { sys::mallocx(layout.size(), self.flags(layout)) };
-        NonNull::new(ptr.cast::<u8>()).map(|p| NonNull::slice_from_raw_parts(p, layout.size())).ok_or(AllocError)
+        NonNull::new(ptr.cast::<u8>())
+            .map(|p| NonNull::slice_from_raw_parts(p, layout.size()))
+            .ok_or(AllocError)
     }
 
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
@@ -204,9 +200,8 @@ mod tests {
             Stats::read().unwrap();
             ArenaStats::read(arena.index()).unwrap()
         };
-        let blocks: Vec<_> = (0..1000)
-            .map(|i| allocator_api2::boxed::Box::new_in([i as u8; 200], arena))
-            .collect();
+        let blocks: Vec<_> =
+            (0..1000).map(|i| allocator_api2::boxed::Box::new_in([i as u8; 200], arena)).collect();
         Stats::read().unwrap();
         let during = ArenaStats::read(arena.index()).unwrap();
         assert!(during.allocated >= before.allocated + 1000 * 200);
@@ -215,7 +210,6 @@ mod tests {
         Stats::read().unwrap();
         let after = ArenaStats::read(arena.index()).unwrap();
         assert!(after.allocated < during.allocated);
-        arena.purge().unwrap();
     }
 
     #[test]

@@ -36,7 +36,11 @@ fn main() -> anyhow::Result<()> {
             _ = interrupt.recv() => "SIGINT",
             _ = terminate.recv() => "SIGTERM",
         };
-        tracing::info!(signal = name, in_flight = shared.connections(), "shutting down: draining connections");
+        tracing::info!(
+            signal = name,
+            in_flight = shared.connections(),
+            "shutting down: draining connections"
+        );
         anyhow::Ok(())
     })?;
     let _ = trigger;

@@ -202,8 +202,14 @@ pub struct Samplers {
 impl Samplers {
     /// Samplers recording into the server's `allockit_alloc_duration_seconds`.
     pub fn new(metrics: &Metrics, every: u32, overhead_ns: u64) -> Self {
-        let sampler = |label| Sampler::new(every, metrics.alloc_duration.with_label_values(&[label]), overhead_ns);
-        Self { arena: sampler("arena"), pool: sampler("pool"), cache: sampler("cache"), heap: sampler("heap") }
+        let sampler =
+            |label| Sampler::new(every, metrics.alloc_duration.with_label_values(&[label]), overhead_ns);
+        Self {
+            arena: sampler("arena"),
+            pool: sampler("pool"),
+            cache: sampler("cache"),
+            heap: sampler("heap"),
+        }
     }
 }
 
@@ -229,7 +235,10 @@ impl WorkerMemory {
         metrics: Arc<Metrics>,
     ) -> Result<(Self, Arc<PoolCounters>), PoolError> {
         let counters = Arc::new(PoolCounters::default());
-        let pool = ResponsePool { pool: Pool::with_source(pool_source, pool_max_chunks)?, counters: Arc::clone(&counters) };
+        let pool = ResponsePool {
+            pool: Pool::with_source(pool_source, pool_max_chunks)?,
+            counters: Arc::clone(&counters),
+        };
         let pool = NonNull::from(Box::leak(Box::new(pool)));
         Ok((Self { idle: RefCell::new(Vec::new()), source, arena_limit, pool, samplers, metrics }, counters))
     }
@@ -248,19 +257,15 @@ impl WorkerMemory {
             .pop()
             .unwrap_or_else(|| Arena::with_source(Arc::clone(&self.source)).with_limit(self.arena_limit));
         let stats = arena.stats();
-        ArenaLease {
-            arena: Some(arena),
-            memory: self,
-            allocations: stats.allocations,
-            limit_exceeded: 0,
-        }
-        .with_limit_baseline()
+        ArenaLease { arena: Some(arena), memory: self, allocations: stats.allocations, limit_exceeded: 0 }
+            .with_limit_baseline()
     }
 
     /// A response buffer from the pool (sampled for latency).
     pub fn response_buffer(&self) -> Result<PooledBuffer, PoolError> {
         let pool = self.pool();
-        let block = self.samplers.pool.measure(|| pool.pool.alloc([MaybeUninit::uninit(); RESPONSE_BYTES]))?;
+        let block =
+            self.samplers.pool.measure(|| pool.pool.alloc([MaybeUninit::uninit(); RESPONSE_BYTES]))?;
         pool.publish();
         Ok(PooledBuffer { block, pool })
     }

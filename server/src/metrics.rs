@@ -8,29 +8,31 @@
 use std::sync::{Arc, Mutex};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::config::Mode;
 
 /// Buckets of `allockit_alloc_duration_seconds`: 10 ns to 1 ms.
 const ALLOC_BUCKETS: &[f64] = &[
-    10e-9, 20e-9, 50e-9, 100e-9, 200e-9, 500e-9, 1e-6, 2e-6, 5e-6, 10e-6, 20e-6, 50e-6, 100e-6, 200e-6, 500e-6, 1e-3,
+    10e-9, 20e-9, 50e-9, 100e-9, 200e-9, 500e-9, 1e-6, 2e-6, 5e-6, 10e-6, 20e-6, 50e-6, 100e-6, 200e-6,
+    500e-6, 1e-3,
 ];
 
 /// Buckets of `allockit_http_request_duration_seconds`: 50 µs to 5 s.
 const HTTP_BUCKETS: &[f64] = &[
-    50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0, 2.5, 5.0,
+    50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0, 2.5,
+    5.0,
 ];
 
 /// Buckets of `allockit_arena_reset_duration_seconds`: 10 ns to 100 µs.
-const RESET_BUCKETS: &[f64] = &[10e-9, 20e-9, 50e-9, 100e-9, 200e-9, 500e-9, 1e-6, 2e-6, 5e-6, 10e-6, 20e-6, 100e-6];
+const RESET_BUCKETS: &[f64] =
+    &[10e-9, 20e-9, 50e-9, 100e-9, 200e-9, 500e-9, 1e-6, 2e-6, 5e-6, 10e-6, 20e-6, 100e-6];
 
 /// Buckets of `allockit_arena_request_bytes`: 256 B to 16 MiB.
-const REQUEST_BYTES_BUCKETS: &[f64] = &[
-    256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 4_194_304.0, 16_777_216.0,
-];
+const REQUEST_BYTES_BUCKETS: &[f64] =
+    &[256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 4_194_304.0, 16_777_216.0];
 
 /// Every metric of the server.
 pub struct Metrics {
@@ -159,14 +161,21 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
-    let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec())).expect("valid metric");
+    let metric =
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec())).expect("valid metric");
     registry.register(Box::new(metric.clone())).expect("unique metric");
     metric
 }
 
-fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
-    let metric =
-        HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels).expect("valid metric");
+fn histogram_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> HistogramVec {
+    let metric = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)
+        .expect("valid metric");
     registry.register(Box::new(metric.clone())).expect("unique metric");
     metric
 }
@@ -178,47 +187,174 @@ impl Metrics {
         r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
             .expect("the process collector registers once");
         let metrics = Self {
-            jemalloc_allocated: gauge(&r, "jemalloc_allocated_bytes", "Bytes allocated by the application (jemalloc stats.allocated)."),
-            jemalloc_active: gauge(&r, "jemalloc_active_bytes", "Bytes in active pages (jemalloc stats.active)."),
-            jemalloc_resident: gauge(&r, "jemalloc_resident_bytes", "Bytes in resident pages mapped by jemalloc (stats.resident)."),
-            jemalloc_mapped: gauge(&r, "jemalloc_mapped_bytes", "Bytes in active extents mapped by jemalloc (stats.mapped)."),
-            jemalloc_retained: gauge(&r, "jemalloc_retained_bytes", "Virtual bytes retained by jemalloc, returned to the OS (stats.retained)."),
-            jemalloc_metadata: gauge(&r, "jemalloc_metadata_bytes", "Bytes of jemalloc metadata (stats.metadata)."),
-            jemalloc_arena_allocated: gauge_vec(&r, "jemalloc_arena_allocated_bytes", "Bytes allocated from a jemalloc arena (cache: the dedicated profile arena; all: every arena).", &["arena"]),
-            jemalloc_arena_resident: gauge_vec(&r, "jemalloc_arena_resident_bytes", "Resident bytes of a jemalloc arena.", &["arena"]),
-            jemalloc_arena_dirty_pages: gauge_vec(&r, "jemalloc_arena_dirty_pages", "Dirty pages (freed, not yet returned) of a jemalloc arena.", &["arena"]),
+            jemalloc_allocated: gauge(
+                &r,
+                "jemalloc_allocated_bytes",
+                "Bytes allocated by the application (jemalloc stats.allocated).",
+            ),
+            jemalloc_active: gauge(
+                &r,
+                "jemalloc_active_bytes",
+                "Bytes in active pages (jemalloc stats.active).",
+            ),
+            jemalloc_resident: gauge(
+                &r,
+                "jemalloc_resident_bytes",
+                "Bytes in resident pages mapped by jemalloc (stats.resident).",
+            ),
+            jemalloc_mapped: gauge(
+                &r,
+                "jemalloc_mapped_bytes",
+                "Bytes in active extents mapped by jemalloc (stats.mapped).",
+            ),
+            jemalloc_retained: gauge(
+                &r,
+                "jemalloc_retained_bytes",
+                "Virtual bytes retained by jemalloc, returned to the OS (stats.retained).",
+            ),
+            jemalloc_metadata: gauge(
+                &r,
+                "jemalloc_metadata_bytes",
+                "Bytes of jemalloc metadata (stats.metadata).",
+            ),
+            jemalloc_arena_allocated: gauge_vec(
+                &r,
+                "jemalloc_arena_allocated_bytes",
+                "Bytes allocated from a jemalloc arena (cache: the dedicated profile arena; all: every arena).",
+                &["arena"],
+            ),
+            jemalloc_arena_resident: gauge_vec(
+                &r,
+                "jemalloc_arena_resident_bytes",
+                "Resident bytes of a jemalloc arena.",
+                &["arena"],
+            ),
+            jemalloc_arena_dirty_pages: gauge_vec(
+                &r,
+                "jemalloc_arena_dirty_pages",
+                "Dirty pages (freed, not yet returned) of a jemalloc arena.",
+                &["arena"],
+            ),
 
-            arena_resets: counter(&r, "allockit_arena_resets_total", "Request arenas reset (one per request that used an arena)."),
-            arena_allocations: counter(&r, "allockit_arena_allocations_total", "Allocations served by request arenas."),
-            arena_allocated_bytes: counter(&r, "allockit_arena_allocated_bytes_total", "Bytes handed out by request arenas, padding included."),
-            arena_request_bytes: histogram(&r, "allockit_arena_request_bytes", "Arena bytes used by one request.", REQUEST_BYTES_BUCKETS),
-            arena_chunks: gauge_vec(&r, "allockit_arena_chunks", "Arena chunks by state: in_use (held by arenas), idle (committed, reusable), pinned (kept alive by escaping allocations).", &["state"]),
-            arena_committed_bytes: gauge(&r, "allockit_arena_committed_bytes", "Bytes of arena chunks in use or idle (their pages may be resident)."),
-            region_reserved_bytes: gauge(&r, "allockit_region_reserved_bytes", "Address space reserved for arena chunks."),
-            arena_reset_duration: histogram(&r, "allockit_arena_reset_duration_seconds", "Time to reset a request arena.", RESET_BUCKETS),
-            arena_limit_exceeded: counter(&r, "allockit_arena_limit_exceeded_total", "Arena allocations refused by the per-request limit."),
+            arena_resets: counter(
+                &r,
+                "allockit_arena_resets_total",
+                "Request arenas reset (one per request that used an arena).",
+            ),
+            arena_allocations: counter(
+                &r,
+                "allockit_arena_allocations_total",
+                "Allocations served by request arenas.",
+            ),
+            arena_allocated_bytes: counter(
+                &r,
+                "allockit_arena_allocated_bytes_total",
+                "Bytes handed out by request arenas, padding included.",
+            ),
+            arena_request_bytes: histogram(
+                &r,
+                "allockit_arena_request_bytes",
+                "Arena bytes used by one request.",
+                REQUEST_BYTES_BUCKETS,
+            ),
+            arena_chunks: gauge_vec(
+                &r,
+                "allockit_arena_chunks",
+                "Arena chunks by state: in_use (held by arenas), idle (committed, reusable), pinned (kept alive by escaping allocations).",
+                &["state"],
+            ),
+            arena_committed_bytes: gauge(
+                &r,
+                "allockit_arena_committed_bytes",
+                "Bytes of arena chunks in use or idle (their pages may be resident).",
+            ),
+            region_reserved_bytes: gauge(
+                &r,
+                "allockit_region_reserved_bytes",
+                "Address space reserved for arena chunks.",
+            ),
+            arena_reset_duration: histogram(
+                &r,
+                "allockit_arena_reset_duration_seconds",
+                "Time to reset a request arena.",
+                RESET_BUCKETS,
+            ),
+            arena_limit_exceeded: counter(
+                &r,
+                "allockit_arena_limit_exceeded_total",
+                "Arena allocations refused by the per-request limit.",
+            ),
 
-            pool_objects: gauge_vec(&r, "allockit_pool_objects", "Pool blocks by state (live: handed out; free: available without a new chunk).", &["pool", "state"]),
-            pool_allocations: counter_vec(&r, "allockit_pool_allocations_total", "Pool allocations.", &["pool"]),
+            pool_objects: gauge_vec(
+                &r,
+                "allockit_pool_objects",
+                "Pool blocks by state (live: handed out; free: available without a new chunk).",
+                &["pool", "state"],
+            ),
+            pool_allocations: counter_vec(
+                &r,
+                "allockit_pool_allocations_total",
+                "Pool allocations.",
+                &["pool"],
+            ),
             pool_frees: counter_vec(&r, "allockit_pool_frees_total", "Pool frees.", &["pool"]),
-            pool_exhausted: counter_vec(&r, "allockit_pool_exhausted_total", "Pool allocations refused because the pool was at its cap.", &["pool"]),
+            pool_exhausted: counter_vec(
+                &r,
+                "allockit_pool_exhausted_total",
+                "Pool allocations refused because the pool was at its cap.",
+                &["pool"],
+            ),
 
             cache_entries: gauge(&r, "allockit_cache_entries", "Profiles in the cache."),
             cache_bytes: gauge(&r, "allockit_cache_bytes", "Bytes of profile storage in the cache."),
             cache_hits: counter(&r, "allockit_cache_hits_total", "Profile lookups that found the user."),
             cache_misses: counter(&r, "allockit_cache_misses_total", "Profile lookups that did not."),
-            cache_evictions: counter(&r, "allockit_cache_evictions_total", "Profiles evicted to respect the cache bounds."),
+            cache_evictions: counter(
+                &r,
+                "allockit_cache_evictions_total",
+                "Profiles evicted to respect the cache bounds.",
+            ),
 
-            request_heap_allocations: counter(&r, "allockit_request_heap_allocations_total", "General-heap allocations made by request handlers' own work (zero in the arena modes)."),
-            request_heap_bytes: counter(&r, "allockit_request_heap_bytes_total", "Bytes of those allocations."),
+            request_heap_allocations: counter(
+                &r,
+                "allockit_request_heap_allocations_total",
+                "General-heap allocations made by request handlers' own work (zero in the arena modes).",
+            ),
+            request_heap_bytes: counter(
+                &r,
+                "allockit_request_heap_bytes_total",
+                "Bytes of those allocations.",
+            ),
 
-            alloc_duration: histogram_vec(&r, "allockit_alloc_duration_seconds", "Sampled allocation latency by allocator (timer overhead subtracted).", &["allocator"], ALLOC_BUCKETS),
+            alloc_duration: histogram_vec(
+                &r,
+                "allockit_alloc_duration_seconds",
+                "Sampled allocation latency by allocator (timer overhead subtracted).",
+                &["allocator"],
+                ALLOC_BUCKETS,
+            ),
 
-            http_requests: counter_vec(&r, "allockit_http_requests_total", "HTTP requests by route and status.", &["route", "status"]),
-            http_duration: histogram_vec(&r, "allockit_http_request_duration_seconds", "HTTP request handling time by route.", &["route"], HTTP_BUCKETS),
+            http_requests: counter_vec(
+                &r,
+                "allockit_http_requests_total",
+                "HTTP requests by route and status.",
+                &["route", "status"],
+            ),
+            http_duration: histogram_vec(
+                &r,
+                "allockit_http_request_duration_seconds",
+                "HTTP request handling time by route.",
+                &["route"],
+                HTTP_BUCKETS,
+            ),
             http_in_flight: gauge(&r, "allockit_http_in_flight_requests", "HTTP requests being handled."),
 
-            lifetime_mode: gauge_vec(&r, "allockit_lifetime_mode", "The active lifetime mode (1 for the active one).", &["mode"]),
+            lifetime_mode: gauge_vec(
+                &r,
+                "allockit_lifetime_mode",
+                "The active lifetime mode (1 for the active one).",
+                &["mode"],
+            ),
             registry: r,
             scrape: Mutex::new(LastTotals::default()),
         };
@@ -256,9 +392,17 @@ impl Metrics {
 
         self.pool_objects.with_label_values(&["response", "live"]).set(snapshot.pool_live as i64);
         self.pool_objects.with_label_values(&["response", "free"]).set(snapshot.pool_free as i64);
-        advance(&self.pool_allocations.with_label_values(&["response"]), &mut last.pool_allocations, snapshot.pool_allocations);
+        advance(
+            &self.pool_allocations.with_label_values(&["response"]),
+            &mut last.pool_allocations,
+            snapshot.pool_allocations,
+        );
         advance(&self.pool_frees.with_label_values(&["response"]), &mut last.pool_frees, snapshot.pool_frees);
-        advance(&self.pool_exhausted.with_label_values(&["response"]), &mut last.pool_exhausted, snapshot.pool_exhausted);
+        advance(
+            &self.pool_exhausted.with_label_values(&["response"]),
+            &mut last.pool_exhausted,
+            snapshot.pool_exhausted,
+        );
 
         let cache = &snapshot.cache;
         self.cache_entries.set(cache.entries as i64);
@@ -270,11 +414,15 @@ impl Metrics {
         advance(&self.request_heap_bytes, &mut last.heap_bytes, snapshot.heap_bytes);
 
         for mode in Mode::ALL {
-            self.lifetime_mode.with_label_values(&[mode.as_str()]).set(i64::from(snapshot.mode == Some(mode)));
+            self.lifetime_mode
+                .with_label_values(&[mode.as_str()])
+                .set(i64::from(snapshot.mode == Some(mode)));
         }
 
         let mut text = Vec::with_capacity(32 * 1024);
-        TextEncoder::new().encode(&self.registry.gather(), &mut text).expect("encoding into a Vec cannot fail");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut text)
+            .expect("encoding into a Vec cannot fail");
         text
     }
 }

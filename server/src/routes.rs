@@ -85,12 +85,18 @@ impl Drop for InFlight<'_> {
         if !self.answered {
             metrics.http_requests.with_label_values(&[self.route.label(), "499"]).inc();
         }
-        metrics.http_duration.with_label_values(&[self.route.label()]).observe(self.start.elapsed().as_secs_f64());
+        metrics
+            .http_duration
+            .with_label_values(&[self.route.label()])
+            .observe(self.start.elapsed().as_secs_f64());
     }
 }
 
 /// Handles one request on the main listener.
-pub async fn handle(worker: Rc<Worker>, request: Request<Incoming>) -> Result<Response<Body>, std::convert::Infallible> {
+pub async fn handle(
+    worker: Rc<Worker>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, std::convert::Infallible> {
     let route = Route::of(request.uri().path());
     worker.shared.metrics.http_in_flight.inc();
     let mut in_flight = InFlight { worker: &worker, route, start: Instant::now(), answered: false };
@@ -112,12 +118,7 @@ pub async fn handle(worker: Rc<Worker>, request: Request<Incoming>) -> Result<Re
         }
     };
     in_flight.answered = true;
-    worker
-        .shared
-        .metrics
-        .http_requests
-        .with_label_values(&[route.label(), response.status().as_str()])
-        .inc();
+    worker.shared.metrics.http_requests.with_label_values(&[route.label(), response.status().as_str()]).inc();
     Ok(response)
 }
 
@@ -137,6 +138,12 @@ fn metrics(worker: &Worker) -> Response<Body> {
         Payload::Bytes(Bytes::from(text)),
     )
 }
+
+/// nginx's status for a request whose client went away before the answer (not standard).
+const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => panic!("499 is a valid status code"),
+};
 
 /// Why `POST /v1/events` failed, and with which status.
 struct Failure {
@@ -182,7 +189,9 @@ async fn events(worker: &Worker, request: Request<Incoming>) -> Response<Body> {
     }
     let body = request.into_body();
     let result = match shared.mode() {
-        Mode::Heap => process(worker, body, declared, Sampled::new(Global, &worker.memory.samplers.heap), None).await,
+        Mode::Heap => {
+            process(worker, body, declared, Sampled::new(Global, &worker.memory.samplers.heap), None).await
+        }
         mode @ (Mode::Segregated | Mode::Broken) => {
             let lease = worker.memory.lease();
             let arena = lease.arena();
@@ -215,7 +224,14 @@ async fn process<A: Allocator + Copy>(
         bytes.try_reserve_exact(len).map_err(|_| Failure::refusal(Refusal::OutOfMemory))?;
     }
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| Failure::new(StatusCode::BAD_REQUEST, "the request body could not be read"))?;
+        let frame = frame.map_err(|error| {
+            if client_went_away(&error) {
+                // The client went away mid-body; nobody will read this answer.
+                Failure::new(CLIENT_CLOSED_REQUEST, "the client closed the connection mid-request")
+            } else {
+                Failure::new(StatusCode::BAD_REQUEST, "the request body could not be read")
+            }
+        })?;
         let Ok(data) = frame.into_data() else { continue };
         if bytes.len() + data.len() > max {
             return Err(Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "body larger than --max-body-bytes"));
@@ -244,11 +260,28 @@ async fn process<A: Allocator + Copy>(
     render(worker, |out| workload::render_summary(out, user, &summary, outcome, mode))
 }
 
+/// True if a body read failed because the client closed or reset the connection.
+fn client_went_away(error: &hyper::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    if error.is_incomplete_message() || error.is_closed() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(io.kind(), UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe);
+        }
+        source = cause.source();
+    }
+    false
+}
+
 /// Renders a response into the pool (or, in heap mode, a heap block).
 fn render(worker: &Worker, write: impl FnOnce(&mut JsonOut<'_>) -> bool) -> Result<Payload, Failure> {
     let too_big = || Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "the response does not fit its buffer");
     let payload = if worker.shared.mode() == Mode::Heap {
-        let mut buffer = worker.memory.samplers.heap.measure(|| Box::<[u8]>::new_uninit_slice(RESPONSE_BYTES));
+        let mut buffer =
+            worker.memory.samplers.heap.measure(|| Box::<[u8]>::new_uninit_slice(RESPONSE_BYTES));
         let mut out = JsonOut::new(&mut buffer);
         if !write(&mut out) {
             return Err(too_big());
@@ -317,10 +350,9 @@ fn new_profile<A: Allocator>(
             .map_err(|_| Failure::refusal(Refusal::OutOfMemory)),
         None => {
             let mut copy = ApiVec::new_in(worker.shared.cache.arena());
-            samplers
-                .cache
-                .measure(|| copy.try_reserve_exact(bytes.len()))
-                .map_err(|_| Failure::new(StatusCode::SERVICE_UNAVAILABLE, "the cache arena is out of memory"))?;
+            samplers.cache.measure(|| copy.try_reserve_exact(bytes.len())).map_err(|_| {
+                Failure::new(StatusCode::SERVICE_UNAVAILABLE, "the cache arena is out of memory")
+            })?;
             copy.extend_from_slice(bytes);
             Ok(Storage::Segregated(copy.into_boxed_slice()))
         }

@@ -188,7 +188,8 @@ impl ServerHandle {
 
 fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
     let bind_error = |source| StartError::Bind { addr, source };
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(bind_error)?;
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(bind_error)?;
     socket.set_reuse_address(true).map_err(bind_error)?;
     socket.set_reuse_port(true).map_err(bind_error)?;
     socket.set_nonblocking(true).map_err(bind_error)?;
@@ -232,14 +233,16 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     shared.set_mode(shared.config.mode());
 
     let first = bind(shared.config.listen)?;
-    let addr = first.local_addr().map_err(|source| StartError::Bind { addr: shared.config.listen, source })?;
+    let addr =
+        first.local_addr().map_err(|source| StartError::Bind { addr: shared.config.listen, source })?;
     let mut listeners = vec![first];
     for _ in 1..workers {
         listeners.push(bind(addr)?);
     }
     let admin_listener = bind(shared.config.admin_listen)?;
-    let admin_addr =
-        admin_listener.local_addr().map_err(|source| StartError::Bind { addr: shared.config.admin_listen, source })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr: shared.config.admin_listen, source })?;
 
     let (shutdown, _) = watch::channel(false);
     let overhead = timer_overhead_ns();
@@ -265,7 +268,12 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     Ok(ServerHandle { addr, admin_addr, shared, shutdown, threads })
 }
 
-fn run_worker(listener: std::net::TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>, overhead_ns: u64) {
+fn run_worker(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    overhead_ns: u64,
+) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => return tracing::error!(%error, "cannot build a worker runtime"),
@@ -294,6 +302,9 @@ fn run_worker(listener: std::net::TcpListener, shared: Arc<Shared>, stop: watch:
     drop(worker);
 }
 
+/// Largest request head (request line and headers) accepted; beyond, hyper answers 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
 async fn accept_loop(listener: std::net::TcpListener, worker: Rc<Worker>, mut stop: watch::Receiver<bool>) {
     let listener = match TcpListener::from_std(listener) {
         Ok(listener) => listener,
@@ -304,7 +315,7 @@ async fn accept_loop(listener: std::net::TcpListener, worker: Rc<Worker>, mut st
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(shared.config.header_read_timeout)
-        .max_buf_size(64 * 1024);
+        .max_header_size(MAX_HEADER_BYTES);
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
@@ -338,7 +349,8 @@ fn serve(stream: TcpStream, worker: &Rc<Worker>, builder: &http1::Builder, grace
     if shared.connections.fetch_add(1, Ordering::Relaxed) >= shared.config.max_connections {
         shared.connections.fetch_sub(1, Ordering::Relaxed);
         shared.count_connection_status(StatusCode::SERVICE_UNAVAILABLE);
-        let answer = response::raw_error(StatusCode::SERVICE_UNAVAILABLE, "too many connections; try again later");
+        let answer =
+            response::raw_error(StatusCode::SERVICE_UNAVAILABLE, "too many connections; try again later");
         let _ = stream.try_write(&answer);
         return;
     }

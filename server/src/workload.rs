@@ -243,14 +243,20 @@ impl<'de, A: Allocator + Copy> Visitor<'de> for TextSeed<'_, A> {
 
     fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
         if text.len() > self.limit {
-            return Err(refuse(self.refusal, Refusal::StringTooLong { field: self.field, limit: self.limit }));
+            return Err(refuse(
+                self.refusal,
+                Refusal::StringTooLong { field: self.field, limit: self.limit },
+            ));
         }
         Ok(Text::Borrowed(text))
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
         if text.len() > self.limit {
-            return Err(refuse(self.refusal, Refusal::StringTooLong { field: self.field, limit: self.limit }));
+            return Err(refuse(
+                self.refusal,
+                Refusal::StringTooLong { field: self.field, limit: self.limit },
+            ));
         }
         let mut copy = Vec::new_in(self.alloc);
         copy.try_reserve_exact(text.len()).map_err(|_| refuse(self.refusal, Refusal::OutOfMemory))?;
@@ -320,8 +326,12 @@ impl<'de, A: Allocator + Copy> Visitor<'de> for EventSeed<'_, '_, A> {
                 EventField::Path if path.is_some() => return Err(de::Error::duplicate_field("path")),
                 EventField::Ms if ms.is_some() => return Err(de::Error::duplicate_field("ms")),
                 EventField::Tags if tags.is_some() => return Err(de::Error::duplicate_field("tags")),
-                EventField::Kind => kind = Some(map.next_value_seed(batch.text("kind", batch.limits.max_name_bytes))?),
-                EventField::Path => path = Some(map.next_value_seed(batch.text("path", batch.limits.max_path_bytes))?),
+                EventField::Kind => {
+                    kind = Some(map.next_value_seed(batch.text("kind", batch.limits.max_name_bytes))?)
+                }
+                EventField::Path => {
+                    path = Some(map.next_value_seed(batch.text("path", batch.limits.max_path_bytes))?)
+                }
                 EventField::Ms => ms = Some(map.next_value::<u32>()?),
                 EventField::Tags => tags = Some(map.next_value_seed(TagsSeed { batch })?),
                 EventField::Other => {
@@ -404,7 +414,10 @@ pub struct Summary<'b, A: Allocator> {
 /// of `ms` per group. Uses only memory from `alloc` (a hash map to number the groups, one
 /// array sorted by group and duration); `sort_unstable` because the stable sort allocates
 /// its buffer on the global heap.
-pub fn aggregate<'b, A: Allocator + Copy>(batch: &'b Batch<'_, A>, alloc: A) -> Result<Summary<'b, A>, Refusal> {
+pub fn aggregate<'b, A: Allocator + Copy>(
+    batch: &'b Batch<'_, A>,
+    alloc: A,
+) -> Result<Summary<'b, A>, Refusal> {
     let n = batch.events.len();
     let mut index: hashbrown::HashMap<(&str, &str), u32, hashbrown::DefaultHashBuilder, A> =
         hashbrown::HashMap::with_hasher_in(hashbrown::DefaultHashBuilder::default(), alloc);
@@ -497,9 +510,8 @@ pub fn render_summary<A: Allocator>(
     let mut shown = 0u64;
     for group in summary.groups.iter() {
         let mark = out.len();
-        let fits = (shown == 0 || out.raw(b","))
-            && render_group(out, group)
-            && out.remaining() >= SUMMARY_TAIL;
+        let fits =
+            (shown == 0 || out.raw(b",")) && render_group(out, group) && out.remaining() >= SUMMARY_TAIL;
         if !fits {
             out.truncate(mark);
             break;
@@ -541,8 +553,8 @@ fn render_group(out: &mut JsonOut<'_>, group: &Group<'_>) -> bool {
 mod tests {
     use core::mem::MaybeUninit;
 
-    use allockit::Arena;
     use allocator_api2::alloc::Global;
+    use allockit::Arena;
 
     use super::*;
 
@@ -563,7 +575,10 @@ mod tests {
         assert_eq!(summary.groups.len(), 2);
         let click = summary.groups[0];
         assert_eq!((click.kind, click.path, click.count), ("click", "/a", 3));
-        assert_eq!((click.p50_ms, click.p99_ms, click.max_ms, click.mean_ms, click.tags), (20, 30, 30, 20, 2));
+        assert_eq!(
+            (click.p50_ms, click.p99_ms, click.max_ms, click.mean_ms, click.tags),
+            (20, 30, 30, 20, 2)
+        );
         assert_eq!(summary.groups[1].kind, "view");
     }
 
@@ -589,7 +604,8 @@ mod tests {
     #[test]
     fn limits_are_reported_as_refusals() {
         let arena = Arena::new();
-        let body = br#"{"user":"u","events":[{"kind":"a","path":"/","ms":1},{"kind":"a","path":"/","ms":1}]}"#;
+        let body =
+            br#"{"user":"u","events":[{"kind":"a","path":"/","ms":1},{"kind":"a","path":"/","ms":1}]}"#;
         let (refusal, _) = parse(body, &arena, &Limits::new(1)).err().unwrap();
         assert_eq!(refusal, Some(Refusal::TooManyEvents(1)));
         let (refusal, _) = parse(br#"{"user":"","events":[]}"#, &arena, &Limits::new(1)).err().unwrap();
@@ -632,8 +648,9 @@ mod tests {
     #[test]
     fn the_summary_lists_as_many_groups_as_fit() {
         let arena = Arena::new();
-        let events: std::vec::Vec<String> =
-            (0..200).map(|i| format!(r#"{{"kind":"kind-{i}","path":"/a/long/path/{i}","ms":{i}}}"#)).collect();
+        let events: std::vec::Vec<String> = (0..200)
+            .map(|i| format!(r#"{{"kind":"kind-{i}","path":"/a/long/path/{i}","ms":{i}}}"#))
+            .collect();
         let body = format!(r#"{{"user":"u","events":[{}]}}"#, events.join(","));
         let batch = parse(body.as_bytes(), &arena, &Limits::new(1000)).map_err(|e| e.1).unwrap();
         let summary = aggregate(&batch, &arena).unwrap();
