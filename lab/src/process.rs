@@ -137,21 +137,6 @@ pub struct SampledRun {
     pub stderr_tail: String,
 }
 
-impl SampledRun {
-    /// The largest sampled RSS (0 when no sample was taken).
-    pub fn sampled_peak_bytes(&self) -> u64 {
-        self.rss.iter().map(|s| s.rss_bytes).max().unwrap_or(0)
-    }
-
-    /// The mean of the sampled RSS.
-    pub fn mean_rss_bytes(&self) -> f64 {
-        if self.rss.is_empty() {
-            return 0.0;
-        }
-        self.rss.iter().map(|s| s.rss_bytes as f64).sum::<f64>() / self.rss.len() as f64
-    }
-}
-
 const STDERR_TAIL_BYTES: usize = 4096;
 
 /// Runs the child to completion, sampling its RSS.

@@ -39,14 +39,6 @@ impl Table {
         self.rows.push(row);
     }
 
-    /// The cell in `column` (by header) of every row.
-    pub fn column(&self, header: &str) -> Vec<&str> {
-        match self.headers.iter().position(|h| h == header) {
-            Some(index) => self.rows.iter().map(|row| row.get(index).map_or("", String::as_str)).collect(),
-            None => Vec::new(),
-        }
-    }
-
     /// Aligned plain text: text columns left, numeric columns right.
     pub fn to_text(&self) -> String {
         let widths = self.column_widths();

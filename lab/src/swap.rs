@@ -550,20 +550,21 @@ impl Outcome for SwapOutcome {
     }
 
     fn explanation(&self) -> String {
-        "How the four differ. **glibc** (ptmalloc2) keeps boundary-tagged chunks in per-arena \
-         bins with a small per-thread cache (tcache, 7 chunks per size); threads contend on \
-         arenas, freed memory inside the heap returns to the kernel only from the top (or via \
-         `malloc_trim`), so RSS tends to stay at its peak. **jemalloc** segregates small sizes \
-         into slabs of one size class, gives each thread a cache and spreads threads over \
-         4 × CPUs arenas; unused dirty pages go back to the kernel after a decay time \
-         (`dirty_decay_ms`, 10 s by default), so RSS falls slowly after a burst. **tcmalloc** \
-         (gperftools) has per-thread caches over a central free list per size class and a \
-         page heap that releases spans gradually (`TCMALLOC_RELEASE_RATE`). **mimalloc** uses \
-         free-list sharding: every page has its own free lists, a separate list for frees \
-         from other threads, and segments per thread, which makes both local and remote \
-         frees cheap, and it resets unused pages eagerly.\n\n\
-         Read the table as a ratio to glibc measured in the same run; one run per allocator on \
-         a shared machine varies by a few percent.\n"
+        "How the four differ. **glibc** (ptmalloc2) keeps boundary-tagged chunks in bins per \
+         arena, with a small per-thread cache (tcache, 7 chunks per size); threads share a \
+         limited number of arenas and contend on their locks, and memory inside a heap goes \
+         back to the kernel only when the top of a heap is free (or on `malloc_trim`). \
+         **jemalloc** segregates small sizes into slabs of one size class, gives each thread a \
+         cache and spreads threads over 4 × CPUs arenas; freed pages go back to the kernel \
+         gradually after a decay time (`dirty_decay_ms`, 10 s by default). **tcmalloc** \
+         (gperftools) has per-thread caches over central free lists per size class and a page \
+         heap that returns spans slowly (`TCMALLOC_RELEASE_RATE`). **mimalloc** shards free \
+         lists per page, with a separate list for frees from other threads, and gives each \
+         thread its own segments, which keeps both local and remote frees cheap. Which of them \
+         gives memory back once the workload has freed everything is the last column, \
+         measured.\n\n\
+         Read the table as ratios to glibc measured in the same run; one run per allocator on \
+         a shared machine varies by several percent.\n"
             .to_owned()
     }
 }
