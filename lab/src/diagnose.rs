@@ -199,6 +199,9 @@ pub fn sample_from_metrics(text: &str, url: &str) -> Result<MemorySample, LabErr
     let pinned_chunks = prom::sum(&samples, "allockit_arena_chunks", &[("state", "pinned")]);
     let all_chunks = prom::sum(&samples, "allockit_arena_chunks", &[]);
     let committed = prom::sum(&samples, "allockit_arena_committed_bytes", &[]);
+    // `allockit_arena_committed_bytes` counts every chunk taken from the chunk source,
+    // pinned ones included (`ChunkSource::stats`), so committed / all chunks is the chunk
+    // size and the pinned chunks hold pinned × that.
     let pinned_bytes = match (pinned_chunks, all_chunks, committed) {
         (Some(pinned), Some(all), Some(committed)) if all > 0.0 => Some(committed * pinned / all),
         _ => None,

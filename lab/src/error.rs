@@ -76,9 +76,9 @@ pub enum LabError {
         errno: i32,
     },
     /// An HTTP request failed or returned something unusable.
-    #[error("GET {url}: {reason}")]
+    #[error("{url}: {reason}")]
     Http {
-        /// The URL requested.
+        /// The method and URL requested.
         url: String,
         /// What went wrong.
         reason: String,

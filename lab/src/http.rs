@@ -1,6 +1,6 @@
-//! A minimal blocking HTTP/1.1 client for `GET` over plain TCP: enough to read a
-//! server's `/metrics` and fetch a heap profile from its admin listener, without pulling
-//! an async runtime into the lab.
+//! A minimal blocking HTTP/1.1 client for `GET` and body-less `POST` over plain TCP:
+//! enough to read a server's `/metrics` and drive its admin listener (heap profiling on,
+//! fetch a profile), without pulling an async runtime into the lab.
 //!
 //! Supports `http://host[:port][/path]`, `Content-Length`, chunked and close-delimited
 //! bodies, and a bearer token. No TLS, no redirects, no keep-alive: one connection per
@@ -66,8 +66,28 @@ pub fn get(
     bearer: Option<&str>,
     timeout: Duration,
 ) -> Result<Response, LabError> {
+    request("GET", url, flag, bearer, timeout)
+}
+
+/// `POST url` with an empty body, with an optional bearer token; non-2xx statuses are errors.
+pub fn post(
+    url: &str,
+    flag: &'static str,
+    bearer: Option<&str>,
+    timeout: Duration,
+) -> Result<Response, LabError> {
+    request("POST", url, flag, bearer, timeout)
+}
+
+fn request(
+    method: &str,
+    url: &str,
+    flag: &'static str,
+    bearer: Option<&str>,
+    timeout: Duration,
+) -> Result<Response, LabError> {
     let parsed = parse_url(url, flag)?;
-    let fail = |reason: String| LabError::Http { url: url.to_owned(), reason };
+    let fail = |reason: String| LabError::Http { url: format!("{method} {url}"), reason };
     let addresses = (parsed.host.as_str(), parsed.port).to_socket_addrs().map_err(|e| fail(e.to_string()))?;
     let mut last_error = String::from("no address");
     let mut stream = None;
@@ -83,15 +103,18 @@ pub fn get(
     let mut stream = stream.ok_or_else(|| fail(last_error))?;
     stream.set_read_timeout(Some(timeout)).map_err(|e| fail(e.to_string()))?;
     stream.set_write_timeout(Some(timeout)).map_err(|e| fail(e.to_string()))?;
-    let mut request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\nAccept: */*\r\nUser-Agent: allockit-lab\r\n",
+    let mut head = format!(
+        "{method} {} HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\nAccept: */*\r\nUser-Agent: allockit-lab\r\n",
         parsed.path, parsed.host, parsed.port
     );
-    if let Some(token) = bearer {
-        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    if method == "POST" {
+        head.push_str("Content-Length: 0\r\n");
     }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).map_err(|e| fail(e.to_string()))?;
+    if let Some(token) = bearer {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).map_err(|e| fail(e.to_string()))?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).map_err(|e| fail(e.to_string()))?;
     let response = parse_response(&raw).map_err(fail)?;

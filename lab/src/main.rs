@@ -104,8 +104,12 @@ enum Command {
         #[arg(long, requires = "url")]
         server_bin: Option<PathBuf>,
         /// With --url: bearer token of the admin listener
-        #[arg(long, requires = "url", env = "ALLOCKIT_ADMIN_TOKEN", hide_env_values = true)]
+        #[arg(long, env = "ALLOCKIT_ADMIN_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// With --url: turn the server's sampling on for this many seconds before the dump
+        /// (and off after it)
+        #[arg(long, requires = "url", value_parser = parse_seconds)]
+        sample_for: Option<Duration>,
     },
     /// Every experiment, one Markdown report with its tables and charts
     All {
@@ -205,9 +209,14 @@ fn main() -> anyhow::Result<()> {
             };
             emit(&outcome, common.out.as_deref())
         }
-        Command::Profile { common, url, server_bin, token } => {
+        Command::Profile { common, url, server_bin, token, sample_for } => {
             let outcome = match (url, server_bin) {
-                (Some(url), Some(server_bin)) => profile::run_url(&url, &server_bin, token.as_deref())?,
+                (Some(url), Some(server_bin)) => profile::run_url(&profile::ServerProfile {
+                    url: &url,
+                    server_bin: &server_bin,
+                    token: token.as_deref(),
+                    sample_for,
+                })?,
                 _ => {
                     let scale = match common.scale() {
                         Scale::Full => profile::ProfileScale::Full,

@@ -362,24 +362,53 @@ pub fn run_workload(exe: &Path, scale: ProfileScale) -> Result<ProfileOutcome, L
     })
 }
 
+/// How to fetch a heap profile from a server's admin listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerProfile<'a> {
+    /// The heap-profile route, e.g. `http://127.0.0.1:9091/admin/heap-profile`.
+    pub url: &'a str,
+    /// The server's binary, to symbolize the dump.
+    pub server_bin: &'a Path,
+    /// The admin listener's bearer token, if it needs one.
+    pub token: Option<&'a str>,
+    /// Turn sampling on (`POST /admin/profiling?active=true`) for this long before the
+    /// dump, and off again after it; `None` takes the dump as sampling stands.
+    pub sample_for: Option<Duration>,
+}
+
+/// The admin route that switches sampling, next to the heap-profile route.
+fn profiling_switch(url: &str, active: bool) -> String {
+    let base = url.strip_suffix("/admin/heap-profile").unwrap_or(url.trim_end_matches('/'));
+    format!("{base}/admin/profiling?active={active}")
+}
+
 /// Fetches a heap profile from a server's admin route and symbolizes it against the
 /// server's binary.
-pub fn run_url(url: &str, server_bin: &Path, token: Option<&str>) -> Result<ProfileOutcome, LabError> {
-    if !server_bin.is_file() {
+pub fn run_url(server: &ServerProfile<'_>) -> Result<ProfileOutcome, LabError> {
+    if !server.server_bin.is_file() {
         return Err(LabError::InvalidArgument {
             flag: "--server-bin",
-            reason: format!("{} is not a file", server_bin.display()),
+            reason: format!("{} is not a file", server.server_bin.display()),
         });
     }
-    let response = http::get(url, "--url", token, Duration::from_secs(30))?;
+    let timeout = Duration::from_secs(30);
+    if let Some(window) = server.sample_for {
+        http::post(&profiling_switch(server.url, true), "--url", server.token, timeout)?;
+        std::thread::sleep(window);
+    }
+    let fetched = http::get(server.url, "--url", server.token, timeout);
+    if server.sample_for.is_some() {
+        http::post(&profiling_switch(server.url, false), "--url", server.token, timeout)?;
+    }
+    let response = fetched?;
     let dir = TempDir::new("profile-url")?;
     let dump_path = dir.path().join("server.heap");
     std::fs::write(&dump_path, &response.body).map_err(|e| LabError::file("write", &dump_path, e))?;
     let (summary, pprof) = convert_dump(&response.body)?;
-    let symbolized = symbolize(server_bin, &dump_path)?;
+    let symbolized = symbolize(server.server_bin, &dump_path)?;
     Ok(ProfileOutcome {
-        source: ProfileSource::Url(url.to_owned()),
-        binary: server_bin.to_path_buf(),
+        source: ProfileSource::Url(server.url.to_owned()),
+        binary: server.server_bin.to_path_buf(),
         dump: response.body,
         summary,
         pprof,
@@ -428,6 +457,13 @@ impl Outcome for ProfileOutcome {
                 "churn_request_buffers allocated {} and freed all of it: a live-bytes profile rightly ignores it",
                 report::bytes(run.churn_bytes as f64)
             ));
+        }
+        if self.summary.stacks == 0 {
+            findings.push(
+                "the profile holds no samples: was sampling active? (POST /admin/profiling?active=true on the \
+                 server's admin listener, or pass --sample-for SECS)"
+                    .to_owned(),
+            );
         }
         if let Symbolized::JeprofMissing { install } = &self.symbolized {
             findings.push(format!(
@@ -528,6 +564,14 @@ impl Outcome for ProfileOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sampling_switch_sits_next_to_the_heap_profile_route() {
+        assert_eq!(
+            profiling_switch("http://127.0.0.1:9091/admin/heap-profile", true),
+            "http://127.0.0.1:9091/admin/profiling?active=true"
+        );
+    }
 
     #[test]
     fn jeprof_text_rows_are_parsed_and_rust_hashes_dropped() {

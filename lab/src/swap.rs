@@ -242,6 +242,8 @@ pub struct SwapRun {
     pub peak_rss_bytes: u64,
     /// Whether the preload showed up in the process's memory map (commands only).
     pub preload_mapped: Option<bool>,
+    /// The end of the process's standard error (its standard output is discarded).
+    pub stderr_tail: String,
 }
 
 impl SwapRun {
@@ -329,6 +331,7 @@ pub fn run(exe: &Path, options: &SwapOptions) -> Result<SwapOutcome, LabError> {
             rss: sampled.rss,
             peak_rss_bytes: sampled.peak_rss_bytes,
             preload_mapped: sampled.preload_mapped,
+            stderr_tail: sampled.stderr_tail,
         });
     }
     Ok(SwapOutcome { subject: options.subject.clone(), runs, missing })
@@ -345,12 +348,28 @@ impl SwapOutcome {
                 "the built-in workload ({} threads × {} requests, cache of {} slots per thread)",
                 w.threads, w.requests_per_thread, w.cache_slots
             ),
-            Subject::Command(command) => format!("`{}`", command.join(" ")),
+            Subject::Command(command) => format!("`{}`", shell_words(command)),
         }
     }
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
+
+/// The command line as a shell would need it typed: arguments with spaces or quotes are
+/// single-quoted.
+fn shell_words(command: &[String]) -> String {
+    command
+        .iter()
+        .map(|arg| {
+            if !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
+                arg.clone()
+            } else {
+                format!("'{}'", arg.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 impl Outcome for SwapOutcome {
     fn slug(&self) -> &'static str {
@@ -368,7 +387,7 @@ impl Outcome for SwapOutcome {
         for run in &self.runs {
             match (&run.workload, base.and_then(|b| b.workload)) {
                 (Some(w), Some(b)) => findings.push(format!(
-                    "{}: {:.0} requests/s ({} glibc), peak RSS {} ({} glibc), RSS after freeing everything {}",
+                    "{}: {:.0} requests/s ({} glibc's throughput), peak RSS {} ({} glibc's), RSS after freeing everything {}",
                     run.allocator,
                     w.requests_per_sec(),
                     report::ratio(w.requests_per_sec() / b.requests_per_sec()),
@@ -382,8 +401,12 @@ impl Outcome for SwapOutcome {
                         Some(false) => " — the preloaded library was NOT mapped, so this ran on the program's own allocator",
                         _ => "",
                     };
+                    let stderr = match run.stderr_tail.lines().last() {
+                        Some(line) if !run.exit.success() => format!("; its stderr ends with: {}", line.trim()),
+                        _ => String::new(),
+                    };
                     findings.push(format!(
-                        "{}: {} in {:.2} s ({} glibc), peak RSS {}{mapped}",
+                        "{}: {} in {:.2} s ({} glibc's time), peak RSS {}{mapped}{stderr}",
                         run.allocator,
                         run.exit,
                         run.wall_secs,
@@ -408,7 +431,7 @@ impl Outcome for SwapOutcome {
                     "allocator",
                     "requests/s",
                     "allocations/s",
-                    "vs glibc",
+                    "throughput vs glibc",
                     "wall s",
                     "peak RSS",
                     "mean RSS",
@@ -417,7 +440,7 @@ impl Outcome for SwapOutcome {
             ),
             Subject::Command(_) => Table::new(
                 "Wall time and memory per allocator",
-                &["allocator", "exit", "wall s", "vs glibc", "peak RSS", "mean RSS", "preload mapped"],
+                &["allocator", "exit", "wall s", "time vs glibc", "peak RSS", "mean RSS", "preload mapped"],
             ),
         };
         for run in &self.runs {
@@ -566,5 +589,17 @@ impl Outcome for SwapOutcome {
          Read the table as ratios to glibc measured in the same run; one run per allocator on \
          a shared machine varies by several percent.\n"
             .to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_are_quoted_like_a_shell_needs_them() {
+        let command: Vec<String> =
+            ["python3", "-c", "d = {i: 'x'}", ""].iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(shell_words(&command), r#"python3 -c 'd = {i: '\''x'\''}' ''"#);
     }
 }

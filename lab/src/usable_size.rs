@@ -281,12 +281,19 @@ impl UsableSizeOutcome {
              `malloc(1)` returned {one} usable bytes here, and a live 1-byte object occupies a \
              32-byte chunk. The measured RSS of {objects} such objects was {per:.1} bytes each.\n\n\
              Checked against the measurements: the rule predicts {probes_matching} of {probe_count} \
-             probes and {classes_matching} of {class_count} size classes up to {limit} bytes exactly.\n\n",
+             probes and {classes_matching} of {class_count} size classes up to {limit} bytes exactly.{exceptions}\n\n",
             objects = glibc.report.small_objects.objects,
             per = glibc.report.small_objects.bytes_per_object(),
             probe_count = glibc.report.probes.len(),
             class_count = glibc.report.classes.len(),
             limit = self.probe.class_limit,
+            exceptions = if classes_matching < glibc.report.classes.len() {
+                " The exceptions got a bigger chunk than the rule says: when the free chunk glibc \
+                 finds would leave a remainder below the 32-byte minimum after splitting, it hands \
+                 out the whole chunk, so the usable size also depends on the heap's history."
+            } else {
+                ""
+            },
         );
         text.push_str(
             "The other allocators keep no per-object header: jemalloc, tcmalloc and mimalloc carve \

@@ -53,9 +53,11 @@ fn any_command_runs_under_each_allocator_and_the_preload_is_seen_mapped() {
 
 #[test]
 fn a_failing_command_is_reported_with_its_exit_status() {
-    let command = vec!["sh".to_owned(), "-c".to_owned(), "exit 3".to_owned()];
+    let command = vec!["sh".to_owned(), "-c".to_owned(), "echo bad input >&2; exit 3".to_owned()];
     let outcome = swap::run(common::lab_exe(), &SwapOptions::for_command(command)).unwrap();
     assert!(outcome.runs.iter().all(|run| run.exit == ExitOutcome::Code(3)));
+    let findings = report::Outcome::findings(&outcome);
+    assert!(findings.iter().any(|f| f.contains("exit status 3") && f.contains("bad input")), "{findings:?}");
 }
 
 #[test]
