@@ -188,17 +188,11 @@ pub fn run_sampled(spec: &ChildSpec) -> Result<SampledRun, LabError> {
     let (exit, peak_rss_bytes) =
         reaped.map_err(|source| LabError::Spawn { command: spec.display(), source })?;
 
-    let stdout = match stdout_reader {
-        Some(reader) => reader
-            .join()
-            .unwrap_or_else(|_| Ok(Vec::new()))
-            .map_err(|source| LabError::Spawn { command: spec.display(), source })?,
+    let stdout = match stdout_reader.and_then(join_within_grace) {
+        Some(read) => read.map_err(|source| LabError::Spawn { command: spec.display(), source })?,
         None => Vec::new(),
     };
-    let stderr = match stderr_reader {
-        Some(reader) => reader.join().unwrap_or_else(|_| Ok(Vec::new())).unwrap_or_default(),
-        None => Vec::new(),
-    };
+    let stderr = stderr_reader.and_then(join_within_grace).and_then(Result::ok).unwrap_or_default();
     let tail_start = stderr.len().saturating_sub(STDERR_TAIL_BYTES);
     Ok(SampledRun {
         exit,
@@ -209,6 +203,20 @@ pub fn run_sampled(spec: &ChildSpec) -> Result<SampledRun, LabError> {
         stdout,
         stderr_tail: String::from_utf8_lossy(&stderr[tail_start..]).into_owned(),
     })
+}
+
+/// How long to wait for a child's output after it exited: a grandchild that inherited
+/// the pipe (`sh -c "daemon &"`) may keep it open forever.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
+/// The reader's result, or `None` when it is still blocked after [`OUTPUT_GRACE`] (the
+/// thread is then left to finish on its own).
+fn join_within_grace<T>(reader: std::thread::JoinHandle<T>) -> Option<T> {
+    let deadline = Instant::now() + OUTPUT_GRACE;
+    while !reader.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if reader.is_finished() { reader.join().ok() } else { None }
 }
 
 fn sample_until_stopped(
@@ -389,6 +397,20 @@ mod tests {
                     7f10-7f20 rw-p 00000000 00:00 0 \n";
         assert!(maps_contain(maps, Path::new("/usr/lib/libjemalloc.so.2")));
         assert!(!maps_contain(maps, Path::new("/usr/lib/libjemalloc.so")));
+    }
+
+    #[test]
+    fn a_grandchild_holding_the_output_pipe_does_not_hang_the_run() {
+        let dir = TempDir::new("grandchild-test").unwrap();
+        let pid_file = dir.path().join("pid");
+        let script = format!("sleep 30 & echo $! > '{}'", pid_file.display());
+        let run = run_sampled(&ChildSpec::new("sh", vec!["-c".into(), script])).unwrap();
+        assert!(run.exit.success());
+        let grandchild: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+        let still_running = Path::new(&format!("/proc/{grandchild}")).exists();
+        // SAFETY: kill has no memory effects; the pid is the sleep this test started.
+        unsafe { libc::kill(grandchild, libc::SIGKILL) };
+        assert!(still_running, "the run returned while the grandchild still held stderr open");
     }
 
     #[test]
