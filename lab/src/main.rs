@@ -1,0 +1,240 @@
+//! `allockit-lab`: the allocator experiments. Argument parsing and printing only; the
+//! experiments live in the `allockit_lab` library.
+//!
+//! No `#[global_allocator]` here on purpose: the binary runs on the system `malloc`, so
+//! `LD_PRELOAD` can swap jemalloc, tcmalloc or mimalloc underneath it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use allockit_lab::report::{self, Outcome};
+use allockit_lab::{Scale, diagnose, process::Machine, profile, swap, syscall_cost, usable_size};
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "allockit-lab", version, about = "Allocator experiments, measured on this machine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Common {
+    /// Also write Markdown, CSV and PNG files into DIR
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Run the small, fast version (what the test suite runs)
+    #[arg(long, alias = "fast")]
+    quick: bool,
+}
+
+impl Common {
+    fn scale(&self) -> Scale {
+        if self.quick { Scale::Quick } else { Scale::Full }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Task 1: usable size per request, size classes, RSS per 1-byte object, per allocator
+    UsableSize {
+        #[command(flatten)]
+        common: Common,
+        /// Search size classes up to this request size in bytes
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=(1 << 26)))]
+        class_limit: Option<u64>,
+        /// Live 1-byte objects for the RSS measurement
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+        objects: Option<u64>,
+    },
+    /// Task 2: malloc/free vs mmap/munmap (and first touch), ns per pair
+    SyscallCost {
+        #[command(flatten)]
+        common: Common,
+        /// malloc(64)/free pairs per round
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        iterations: Option<u64>,
+        /// mmap/munmap pairs per round
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        mmap_iterations: Option<u64>,
+        /// Rounds per operation (the median is reported)
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        rounds: Option<u64>,
+    },
+    /// Task 9: the same binary (or `-- CMD ARGS...`) under glibc, jemalloc, tcmalloc, mimalloc
+    Swap {
+        #[command(flatten)]
+        common: Common,
+        /// Worker threads of the built-in workload
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        threads: Option<u64>,
+        /// Requests per thread of the built-in workload
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        requests: Option<u64>,
+        /// RSS sampling interval in milliseconds
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        interval_ms: u64,
+        /// Run this program instead of the built-in workload
+        #[arg(last = true, value_name = "CMD ARGS")]
+        command: Vec<String>,
+    },
+    /// Task 10: leak or fragmentation, with a verdict and a measured fix
+    Diagnose {
+        #[command(flatten)]
+        common: Common,
+        /// Diagnose a running allockit-server from its /metrics URL instead
+        #[arg(long)]
+        url: Option<String>,
+        /// With --url: how long to sample, in seconds
+        #[arg(long, requires = "url", default_value = "30", value_parser = parse_seconds)]
+        duration: Duration,
+        /// With --url: sampling interval, in seconds
+        #[arg(long, requires = "url", default_value = "1", value_parser = parse_seconds)]
+        interval: Duration,
+    },
+    /// Task 11: jemalloc heap profile, top allocation sites by live bytes
+    Profile {
+        #[command(flatten)]
+        common: Common,
+        /// Fetch the profile from a server's admin route (GET /admin/heap-profile) instead
+        #[arg(long, requires = "server_bin")]
+        url: Option<String>,
+        /// With --url: the server's binary, to symbolize the profile
+        #[arg(long, requires = "url")]
+        server_bin: Option<PathBuf>,
+        /// With --url: bearer token of the admin listener
+        #[arg(long, env = "ALLOCKIT_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// With --url: turn the server's sampling on for this many seconds before the dump
+        /// (and off after it)
+        #[arg(long, requires = "url", value_parser = parse_seconds)]
+        sample_for: Option<Duration>,
+    },
+    /// Every experiment, one Markdown report with its tables and charts
+    All {
+        /// Directory for report.md and every experiment's files
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Run the small, fast versions
+        #[arg(long, alias = "fast")]
+        quick: bool,
+    },
+    /// Internal: one measurement in a child process (JSON in, JSON out)
+    #[command(hide = true)]
+    Child { task: String, params: String },
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(seconds > 0.0 && seconds.is_finite()) {
+        return Err("must be a positive number of seconds".to_owned());
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn emit(outcome: &dyn Outcome, out: Option<&Path>) -> anyhow::Result<()> {
+    print!("{}", report::render_text(outcome));
+    if let Some(dir) = out {
+        let written = report::write_outcome(dir, outcome, &Machine::describe())?;
+        println!("\nwrote {} files to {}", written.len(), dir.display());
+    }
+    Ok(())
+}
+
+fn to_usize(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}
+
+/// The lab's own binary, which experiments re-execute as children.
+fn own_exe() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("cannot find the lab's own binary to re-execute")
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Child { task, params } => {
+            println!("{}", allockit_lab::child::run(&task, &params)?);
+            Ok(())
+        }
+        Command::UsableSize { common, class_limit, objects } => {
+            let mut probe = match common.scale() {
+                Scale::Full => usable_size::SizeProbe::full(),
+                Scale::Quick => usable_size::SizeProbe::quick(),
+            };
+            probe.class_limit = class_limit.map_or(probe.class_limit, to_usize);
+            probe.objects = objects.map_or(probe.objects, to_usize);
+            emit(&usable_size::run(&own_exe()?, &probe)?, common.out.as_deref())
+        }
+        Command::SyscallCost { common, iterations, mmap_iterations, rounds } => {
+            let mut options = match common.scale() {
+                Scale::Full => syscall_cost::SyscallCostOptions::full(),
+                Scale::Quick => syscall_cost::SyscallCostOptions::quick(),
+            };
+            options.malloc_pairs = iterations.map_or(options.malloc_pairs, to_usize);
+            options.mmap_pairs = mmap_iterations.map_or(options.mmap_pairs, to_usize);
+            options.rounds = rounds.map_or(options.rounds, to_usize);
+            emit(&syscall_cost::run(&options)?, common.out.as_deref())
+        }
+        Command::Swap { common, threads, requests, interval_ms, command } => {
+            let mut options = if command.is_empty() {
+                let mut workload = match common.scale() {
+                    Scale::Full => swap::Workload::full(),
+                    Scale::Quick => swap::Workload::quick(),
+                };
+                workload.threads = threads.map_or(workload.threads, to_usize);
+                workload.requests_per_thread = requests.map_or(workload.requests_per_thread, to_usize);
+                swap::SwapOptions::for_workload(workload)
+            } else {
+                if threads.is_some() || requests.is_some() {
+                    anyhow::bail!(
+                        "--threads and --requests shape the built-in workload; they do not apply to `-- CMD`"
+                    );
+                }
+                swap::SwapOptions::for_command(command)
+            };
+            options.interval = Duration::from_millis(interval_ms);
+            emit(&swap::run(&own_exe()?, &options)?, common.out.as_deref())
+        }
+        Command::Diagnose { common, url, duration, interval } => {
+            let outcome = match url {
+                Some(url) => diagnose::run_url(&url, duration, interval)?,
+                None => {
+                    let options = match common.scale() {
+                        Scale::Full => diagnose::DiagnoseOptions::full(),
+                        Scale::Quick => diagnose::DiagnoseOptions::quick(),
+                    };
+                    diagnose::run_synthetic(&own_exe()?, &options)?
+                }
+            };
+            emit(&outcome, common.out.as_deref())
+        }
+        Command::Profile { common, url, server_bin, token, sample_for } => {
+            let outcome = match (url, server_bin) {
+                (Some(url), Some(server_bin)) => profile::run_url(&profile::ServerProfile {
+                    url: &url,
+                    server_bin: &server_bin,
+                    token: token.as_deref(),
+                    sample_for,
+                })?,
+                _ => {
+                    let scale = match common.scale() {
+                        Scale::Full => profile::ProfileScale::Full,
+                        Scale::Quick => profile::ProfileScale::Quick,
+                    };
+                    profile::run_workload(&own_exe()?, scale)?
+                }
+            };
+            emit(&outcome, common.out.as_deref())
+        }
+        Command::All { out, quick } => {
+            let scale = if quick { Scale::Quick } else { Scale::Full };
+            let outcomes = allockit_lab::run_all(&own_exe()?, scale, |outcome| {
+                println!("{}", report::render_text(outcome));
+            })?;
+            let page = report::write_report(&out, &outcomes, &Machine::describe())?;
+            println!("wrote {}", page.display());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,605 @@
+//! Task 11: where the live bytes were allocated — a jemalloc heap profile.
+//!
+//! A child runs a small workload on jemalloc with heap profiling on
+//! (`MALLOC_CONF=prof:true,prof_active:true,lg_prof_sample:19`: one sample per 512 KiB
+//! allocated on average, cheap enough for production). Three allocation sites retain
+//! different amounts on purpose: a session table (the most), an index of strings, and
+//! request buffers that are all freed again (allocated a lot, live nothing). The child
+//! writes a dump with `prof.dump`; the parent symbolizes it with `jeprof --text --cum`
+//! (Debian `libjemalloc-dev`) and converts it to pprof's protobuf format with
+//! `pprof_util` (the conversion layer of the `jemalloc_pprof` crate; `jemalloc_pprof`
+//! itself reads the profile through `tikv-jemalloc-ctl`, which needs jemalloc linked
+//! into the binary — the lab's binary must stay on the system allocator so that
+//! `LD_PRELOAD` can swap it).
+//!
+//! With `--url`, the dump comes from a running server's admin route
+//! (`GET /admin/heap-profile`, jemalloc's raw profile) and is symbolized against
+//! `--server-bin`.
+//!
+//! The profile is sampled: small sites may be missing and byte counts are estimates
+//! (jeprof scales each sample by the sampling rate).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::LabError;
+use crate::allocator::{self, AllocatorKind};
+use crate::chart::{Bar, Chart, ChartKind};
+use crate::child::{ChildTask, Launch};
+use crate::http;
+use crate::process::TempDir;
+use crate::report::{self, CsvFile, Outcome, Table};
+
+/// jemalloc's configuration for the profiled child.
+pub const PROFILING_CONF: &str = "prof:true,prof_active:true,lg_prof_sample:19";
+
+/// The allocation sites of the profiled workload, most live bytes first.
+pub const SITES: [&str; 3] = ["retain_session_table", "retain_index_strings", "churn_request_buffers"];
+
+/// The workload a profiled child runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfiledWorkload {
+    /// Where to write the heap profile.
+    pub dump_path: PathBuf,
+    /// Bytes the session table keeps live (4 KiB entries).
+    pub session_bytes: usize,
+    /// Bytes the string index keeps live (64–256 B strings).
+    pub index_bytes: usize,
+    /// Bytes of request buffers allocated and freed again.
+    pub churn_bytes: usize,
+}
+
+impl ProfiledWorkload {
+    /// Task 11 in full.
+    pub fn full(dump_path: PathBuf) -> Self {
+        ProfiledWorkload { dump_path, session_bytes: 96 << 20, index_bytes: 32 << 20, churn_bytes: 512 << 20 }
+    }
+
+    /// The test-suite version.
+    pub fn quick(dump_path: PathBuf) -> Self {
+        ProfiledWorkload { dump_path, session_bytes: 48 << 20, index_bytes: 16 << 20, churn_bytes: 128 << 20 }
+    }
+}
+
+/// What the profiled child did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfiledRun {
+    /// Bytes the session table held at the dump.
+    pub session_bytes: usize,
+    /// Bytes the string index held at the dump.
+    pub index_bytes: usize,
+    /// Bytes of request buffers allocated (all freed before the dump).
+    pub churn_bytes: usize,
+    /// `opt.lg_prof_sample` as jemalloc read it.
+    pub lg_prof_sample: usize,
+}
+
+impl ChildTask for ProfiledWorkload {
+    const NAME: &'static str = "profile-workload";
+    type Output = ProfiledRun;
+
+    fn run(self) -> Result<ProfiledRun, LabError> {
+        let jemalloc = crate::jemalloc::Jemalloc::loaded()?;
+        if !jemalloc.read_bool("opt.prof")? {
+            return Err(LabError::Profile(format!(
+                "heap profiling is off; run with MALLOC_CONF={PROFILING_CONF}"
+            )));
+        }
+        let sessions = retain_session_table(self.session_bytes);
+        let index = retain_index_strings(self.index_bytes);
+        churn_request_buffers(self.churn_bytes);
+        jemalloc.dump_profile(&self.dump_path)?;
+        let run = ProfiledRun {
+            session_bytes: sessions.iter().map(Vec::len).sum(),
+            index_bytes: index.iter().map(String::len).sum(),
+            churn_bytes: self.churn_bytes,
+            lg_prof_sample: jemalloc.read_usize("opt.lg_prof_sample")?,
+        };
+        drop((sessions, index));
+        Ok(run)
+    }
+}
+
+// The sites end with `black_box` on their result so that the compiler cannot turn the
+// last call into a tail jump, which would drop the site's own frame from every stack.
+
+/// The biggest live site: 4 KiB session buffers.
+#[inline(never)]
+fn retain_session_table(bytes: usize) -> Vec<Vec<u8>> {
+    let table: Vec<Vec<u8>> = (0..bytes / 4096).map(|i| vec![i as u8; 4096]).collect();
+    std::hint::black_box(&table);
+    table
+}
+
+/// The second site: many small strings.
+#[inline(never)]
+fn retain_index_strings(bytes: usize) -> Vec<String> {
+    let mut total = 0;
+    let mut strings = Vec::new();
+    let mut i = 0usize;
+    while total < bytes {
+        let len = 64 + (i * 37) % 193;
+        strings.push("k".repeat(len));
+        total += len;
+        i += 1;
+    }
+    std::hint::black_box(&strings);
+    strings
+}
+
+/// Allocates a lot and keeps nothing: absent from a live-bytes profile.
+#[inline(never)]
+fn churn_request_buffers(bytes: usize) {
+    for i in 0..bytes / 16384 {
+        std::hint::black_box(vec![i as u8; 16384]);
+    }
+    std::hint::black_box(bytes);
+}
+
+/// One line of `jeprof --text --cum`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JeprofRow {
+    /// Bytes allocated directly in this function.
+    pub flat_bytes: f64,
+    /// Bytes allocated in this function and everything it called.
+    pub cum_bytes: f64,
+    /// Share of the total for `cum_bytes`, in percent.
+    pub cum_percent: f64,
+    /// The (demangled) function.
+    pub function: String,
+}
+
+/// Parses `jeprof --text` output (sizes in MB).
+pub fn parse_jeprof_text(text: &str) -> (Option<f64>, Vec<JeprofRow>) {
+    const MB: f64 = 1024.0 * 1024.0;
+    let mut total = None;
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.trim().strip_prefix("Total:") {
+            total = rest.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()).map(|v| v * MB);
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 6 {
+            continue;
+        }
+        let number = |i: usize| fields[i].trim_end_matches('%').parse::<f64>().ok();
+        if let (Some(flat), Some(_), Some(_), Some(cum), Some(cum_percent)) =
+            (number(0), number(1), number(2), number(3), number(4))
+        {
+            rows.push(JeprofRow {
+                flat_bytes: flat * MB,
+                cum_bytes: cum * MB,
+                cum_percent,
+                function: strip_rust_hash(&fields[5..].join(" ")),
+            });
+        }
+    }
+    (total, rows)
+}
+
+/// Drops the `::h0123456789abcdef` suffix of legacy-mangled Rust symbols.
+fn strip_rust_hash(function: &str) -> String {
+    match function.rsplit_once("::h") {
+        Some((path, hash)) if hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()) => {
+            path.to_owned()
+        }
+        _ => function.to_owned(),
+    }
+}
+
+/// The numbers in a raw heap profile, without symbols.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DumpSummary {
+    /// Average bytes between samples (2^lg_prof_sample).
+    pub sample_period: f64,
+    /// Distinct stacks with live samples.
+    pub stacks: usize,
+    /// Estimated live bytes over all stacks (samples scaled as jeprof does).
+    pub estimated_live_bytes: f64,
+}
+
+fn profile_error(e: impl std::fmt::Display) -> LabError {
+    LabError::Profile(e.to_string())
+}
+
+/// The executable mappings listed after `MAPPED_LIBRARIES:` in a jemalloc dump.
+pub fn dump_mappings(dump: &str) -> Vec<pprof_util::Mapping> {
+    let Some((_, maps)) = dump.split_once("MAPPED_LIBRARIES:") else { return Vec::new() };
+    maps.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (range, perms, offset, path) =
+                (fields.first()?, fields.get(1)?, fields.get(2)?, fields.get(5)?);
+            if !perms.contains('x') || !path.starts_with('/') {
+                return None;
+            }
+            let (start, end) = range.split_once('-')?;
+            let offset = usize::from_str_radix(offset, 16).ok()?;
+            Some(pprof_util::Mapping {
+                memory_start: usize::from_str_radix(start, 16).ok()?,
+                memory_end: usize::from_str_radix(end, 16).ok()?,
+                memory_offset: offset,
+                file_offset: offset as u64,
+                pathname: PathBuf::from(path),
+                build_id: None,
+            })
+        })
+        .collect()
+}
+
+/// Summarizes a dump and converts it to gzipped pprof protobuf.
+pub fn convert_dump(dump: &[u8]) -> Result<(DumpSummary, Vec<u8>), LabError> {
+    let text = String::from_utf8_lossy(dump);
+    let first = text.lines().next().unwrap_or_default();
+    let sample_period: f64 = first
+        .strip_prefix("heap_v2/")
+        .and_then(|p| p.trim().parse().ok())
+        .ok_or_else(|| LabError::Profile(format!("not a jemalloc heap profile (first line {first:?})")))?;
+    let mappings = dump_mappings(&text);
+    let profile = pprof_util::parse_jeheap(dump, Some(&mappings)).map_err(profile_error)?;
+    let summary = DumpSummary {
+        sample_period,
+        stacks: profile.stacks.len(),
+        estimated_live_bytes: profile.stacks.iter().map(|(stack, _)| stack.weight).sum(),
+    };
+    let pprof = profile.to_pprof(("inuse_space", "bytes"), ("space", "bytes"), None);
+    Ok((summary, pprof))
+}
+
+/// Where the profile came from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProfileSource {
+    /// The built-in workload; what it kept live.
+    Workload(ProfiledRun),
+    /// A server's admin route.
+    Url(String),
+}
+
+/// jeprof's view, or why there is none.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Symbolized {
+    /// `jeprof --text --cum` ran.
+    Jeprof {
+        /// Total live bytes jeprof estimated.
+        total_bytes: Option<f64>,
+        /// Its rows, most cumulative bytes first.
+        rows: Vec<JeprofRow>,
+    },
+    /// jeprof is not installed.
+    JeprofMissing {
+        /// The command that installs it.
+        install: String,
+    },
+}
+
+/// Task 11's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileOutcome {
+    /// Where the profile came from.
+    pub source: ProfileSource,
+    /// The binary the addresses belong to.
+    pub binary: PathBuf,
+    /// The raw dump (jeprof format).
+    pub dump: Vec<u8>,
+    /// Its numbers.
+    pub summary: DumpSummary,
+    /// The gzipped pprof protobuf.
+    pub pprof: Vec<u8>,
+    /// The symbolized top sites.
+    pub symbolized: Symbolized,
+}
+
+impl ProfileOutcome {
+    /// jeprof's cumulative bytes for the first row whose function contains `site`.
+    pub fn site_bytes(&self, site: &str) -> Option<f64> {
+        match &self.symbolized {
+            Symbolized::Jeprof { rows, .. } => {
+                rows.iter().find(|r| r.function.contains(site)).map(|r| r.cum_bytes)
+            }
+            Symbolized::JeprofMissing { .. } => None,
+        }
+    }
+}
+
+/// Runs `jeprof --text --cum BINARY DUMP`, or says how to install jeprof when it is missing.
+pub fn symbolize(binary: &Path, dump: &Path) -> Result<Symbolized, LabError> {
+    let output = match Command::new("jeprof").args(["--text", "--cum"]).arg(binary).arg(dump).output() {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Symbolized::JeprofMissing {
+                install: "sudo apt-get install -y libjemalloc-dev".to_owned(),
+            });
+        }
+        Err(source) => return Err(LabError::Spawn { command: "jeprof".into(), source }),
+    };
+    if !output.status.success() {
+        return Err(LabError::ChildFailed {
+            command: format!("jeprof --text --cum {} {}", binary.display(), dump.display()),
+            status: output.status.to_string(),
+            stderr_tail: String::from_utf8_lossy(&output.stderr[output.stderr.len().saturating_sub(2000)..])
+                .into_owned(),
+        });
+    }
+    let (total_bytes, rows) = parse_jeprof_text(&String::from_utf8_lossy(&output.stdout));
+    Ok(Symbolized::Jeprof { total_bytes, rows })
+}
+
+/// Which workload size to profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileScale {
+    /// [`ProfiledWorkload::full`].
+    Full,
+    /// [`ProfiledWorkload::quick`].
+    Quick,
+}
+
+/// Profiles the built-in workload in a jemalloc child and symbolizes the dump.
+pub fn run_workload(exe: &Path, scale: ProfileScale) -> Result<ProfileOutcome, LabError> {
+    let dir = TempDir::new("profile")?;
+    let dump_path = dir.path().join("workload.heap");
+    let workload = match scale {
+        ProfileScale::Full => ProfiledWorkload::full(dump_path.clone()),
+        ProfileScale::Quick => ProfiledWorkload::quick(dump_path.clone()),
+    };
+    let jemalloc = allocator::locate(AllocatorKind::Jemalloc);
+    let mut launch = Launch::new(exe, &jemalloc);
+    launch.env.push(("MALLOC_CONF".to_owned(), PROFILING_CONF.to_owned()));
+    let (run, _) = launch.run(&workload)?;
+    let dump = std::fs::read(&dump_path).map_err(|e| LabError::file("read", &dump_path, e))?;
+    let (summary, pprof) = convert_dump(&dump)?;
+    let symbolized = symbolize(exe, &dump_path)?;
+    Ok(ProfileOutcome {
+        source: ProfileSource::Workload(run),
+        binary: exe.to_path_buf(),
+        dump,
+        summary,
+        pprof,
+        symbolized,
+    })
+}
+
+/// How to fetch a heap profile from a server's admin listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerProfile<'a> {
+    /// The heap-profile route, e.g. `http://127.0.0.1:9091/admin/heap-profile`.
+    pub url: &'a str,
+    /// The server's binary, to symbolize the dump.
+    pub server_bin: &'a Path,
+    /// The admin listener's bearer token, if it needs one.
+    pub token: Option<&'a str>,
+    /// Turn sampling on (`POST /admin/profiling?active=true`) for this long before the
+    /// dump, and off again after it; `None` takes the dump as sampling stands.
+    pub sample_for: Option<Duration>,
+}
+
+/// The admin route that switches sampling, next to the heap-profile route.
+fn profiling_switch(url: &str, active: bool) -> String {
+    let base = url.strip_suffix("/admin/heap-profile").unwrap_or(url.trim_end_matches('/'));
+    format!("{base}/admin/profiling?active={active}")
+}
+
+/// Fetches a heap profile from a server's admin route and symbolizes it against the
+/// server's binary.
+pub fn run_url(server: &ServerProfile<'_>) -> Result<ProfileOutcome, LabError> {
+    if !server.server_bin.is_file() {
+        return Err(LabError::InvalidArgument {
+            flag: "--server-bin",
+            reason: format!("{} is not a file", server.server_bin.display()),
+        });
+    }
+    let timeout = Duration::from_secs(30);
+    if let Some(window) = server.sample_for {
+        http::post(&profiling_switch(server.url, true), "--url", server.token, timeout)?;
+        std::thread::sleep(window);
+    }
+    let fetched = http::get(server.url, "--url", server.token, timeout);
+    if server.sample_for.is_some() {
+        http::post(&profiling_switch(server.url, false), "--url", server.token, timeout)?;
+    }
+    let response = fetched?;
+    let dir = TempDir::new("profile-url")?;
+    let dump_path = dir.path().join("server.heap");
+    std::fs::write(&dump_path, &response.body).map_err(|e| LabError::file("write", &dump_path, e))?;
+    let (summary, pprof) = convert_dump(&response.body)?;
+    let symbolized = symbolize(server.server_bin, &dump_path)?;
+    Ok(ProfileOutcome {
+        source: ProfileSource::Url(server.url.to_owned()),
+        binary: server.server_bin.to_path_buf(),
+        dump: response.body,
+        summary,
+        pprof,
+        symbolized,
+    })
+}
+
+const TOP_ROWS: usize = 15;
+
+/// Splits jeprof's rows into the entry frames every sample passes through (`main`,
+/// `_start`, the runtime's closures: at least 99% of the total) and the qualified
+/// functions below them (names that start with a `crate::` path; jeprof reports inlined
+/// generic code by a bare or truncated name, such as `fold (inline)` or
+/// `::from_iter (inline)`, which says nothing about the site).
+pub fn split_entry_frames(rows: &[JeprofRow], total: f64) -> (Vec<&JeprofRow>, Vec<&JeprofRow>) {
+    let (entry, rest): (Vec<&JeprofRow>, Vec<&JeprofRow>) =
+        rows.iter().partition(|row| row.cum_bytes >= 0.99 * total);
+    let qualified = |name: &str| name.split_once("::").is_some_and(|(head, _)| !head.is_empty());
+    (entry, rest.into_iter().filter(|row| qualified(&row.function)).collect())
+}
+
+impl Outcome for ProfileOutcome {
+    fn slug(&self) -> &'static str {
+        "profile"
+    }
+
+    fn title(&self) -> String {
+        "Task 11: heap profile, top allocation sites by live bytes".to_owned()
+    }
+
+    fn findings(&self) -> Vec<String> {
+        let mut findings = vec![format!(
+            "the dump has {} sampled stacks, one sample per {} allocated on average; estimated live bytes {}",
+            self.summary.stacks,
+            report::bytes(self.summary.sample_period),
+            report::bytes(self.summary.estimated_live_bytes),
+        )];
+        if let ProfileSource::Workload(run) = &self.source {
+            for (site, actual) in SITES.iter().zip([run.session_bytes, run.index_bytes, 0]) {
+                let profiled = self.site_bytes(site).map_or("the profile does not show it".to_owned(), |b| {
+                    format!("the profile estimates {}", report::bytes(b))
+                });
+                findings.push(format!("{site}: {} live in fact; {profiled}", report::bytes(actual as f64)));
+            }
+            findings.push(format!(
+                "churn_request_buffers allocated {} and freed all of it: a live-bytes profile rightly ignores it",
+                report::bytes(run.churn_bytes as f64)
+            ));
+        }
+        if self.summary.stacks == 0 {
+            findings.push(
+                "the profile holds no samples: was sampling active? (POST /admin/profiling?active=true on the \
+                 server's admin listener, or pass --sample-for SECS)"
+                    .to_owned(),
+            );
+        }
+        if let Symbolized::JeprofMissing { install } = &self.symbolized {
+            findings.push(format!(
+                "jeprof is not installed, so the dump is not symbolized; install it with `{install}`"
+            ));
+        }
+        findings
+    }
+
+    fn tables(&self) -> Vec<Table> {
+        let Symbolized::Jeprof { total_bytes, rows } = &self.symbolized else { return Vec::new() };
+        let total = total_bytes.unwrap_or_else(|| rows.iter().map(|r| r.cum_bytes).fold(0.0, f64::max));
+        let binary = self.binary.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let (entry, sites) = split_entry_frames(rows, total);
+        let mut cumulative = Table::new(
+            format!(
+                "jeprof --text --cum {binary}: total {}. Top functions by live bytes allocated in them or their callees \
+                 (qualified names only: the {} entry frames every sample passes through and the unnamed inline \
+                 frames of generic code are left out; profile.csv has every row)",
+                report::bytes(total),
+                entry.len()
+            ),
+            &["live (cum)", "cum %", "flat", "function"],
+        );
+        for row in sites.iter().take(TOP_ROWS) {
+            cumulative.push(vec![
+                report::bytes(row.cum_bytes),
+                format!("{:.1}%", row.cum_percent),
+                report::bytes(row.flat_bytes),
+                row.function.clone(),
+            ]);
+        }
+        let mut flat: Vec<&JeprofRow> = rows.iter().filter(|r| r.flat_bytes > 0.0).collect();
+        flat.sort_by(|a, b| b.flat_bytes.total_cmp(&a.flat_bytes));
+        let mut callers =
+            Table::new("Functions that called the allocator (flat live bytes)", &["live (flat)", "function"]);
+        for row in flat.iter().take(TOP_ROWS) {
+            callers.push(vec![report::bytes(row.flat_bytes), row.function.clone()]);
+        }
+        vec![cumulative, callers]
+    }
+
+    fn csv_files(&self) -> Vec<CsvFile> {
+        let mut table = Table::new("", &["function", "flat_bytes", "cum_bytes", "cum_percent"]);
+        if let Symbolized::Jeprof { rows, .. } = &self.symbolized {
+            for row in rows {
+                table.push(vec![
+                    row.function.clone(),
+                    format!("{:.0}", row.flat_bytes),
+                    format!("{:.0}", row.cum_bytes),
+                    format!("{:.2}", row.cum_percent),
+                ]);
+            }
+        }
+        vec![CsvFile { file_name: "profile.csv".into(), table }]
+    }
+
+    fn charts(&self) -> Vec<Chart> {
+        let ProfileSource::Workload(_) = self.source else { return Vec::new() };
+        vec![Chart {
+            file_name: "profile.png".into(),
+            caption: "Live bytes per allocation site, as the sampled profile estimates them".into(),
+            kind: ChartKind::Bars {
+                title: "Live MiB per allocation site (heap profile)".into(),
+                y_label: "MiB live".into(),
+                bars: SITES
+                    .iter()
+                    .map(|site| Bar {
+                        label: (*site).to_owned(),
+                        value: self.site_bytes(site).unwrap_or(0.0) / (1024.0 * 1024.0),
+                    })
+                    .collect(),
+                log_y: false,
+            },
+        }]
+    }
+
+    fn explanation(&self) -> String {
+        format!(
+            "jemalloc samples allocations, not objects: with `lg_prof_sample:19` it records the \
+             stack of roughly one allocation per 512 KiB allocated, and un-biases each sample by \
+             the sampling probability, so large live sites are found with little overhead and \
+             small ones may be missed. `--cum` sorts by the bytes allocated in a function and \
+             everything it called, which is what points at the code that owns the memory; the \
+             `flat` column is the function that called `malloc` (usually an `alloc::` internal \
+             in Rust). The raw dump is written as `profile.heap` (for `jeprof --svg BINARY \
+             profile.heap`) and the pprof version as `profile.pb.gz` (for `pprof -top BINARY \
+             profile.pb.gz`; addresses are file offsets of `{}`).\n",
+            self.binary.display()
+        )
+    }
+
+    fn extra_files(&self) -> Vec<(String, Vec<u8>)> {
+        vec![("profile.heap".to_owned(), self.dump.clone()), ("profile.pb.gz".to_owned(), self.pprof.clone())]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sampling_switch_sits_next_to_the_heap_profile_route() {
+        assert_eq!(
+            profiling_switch("http://127.0.0.1:9091/admin/heap-profile", true),
+            "http://127.0.0.1:9091/admin/profiling?active=true"
+        );
+    }
+
+    #[test]
+    fn jeprof_text_rows_are_parsed_and_rust_hashes_dropped() {
+        let text = "Using local file ./bin.\nTotal: 64.5 MB\n\
+            \x20    0.0   0.0%   0.0%     64.5 100.0% __libc_start_main\n\
+            \x20   48.0  74.4%  74.4%     48.0  74.4% allockit_lab::profile::retain_session_table::h0123456789abcdef\n";
+        let (total, rows) = parse_jeprof_text(text);
+        assert_eq!(total, Some(64.5 * 1024.0 * 1024.0));
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].function, "allockit_lab::profile::retain_session_table");
+        assert_eq!(rows[1].cum_bytes, 48.0 * 1024.0 * 1024.0);
+    }
+
+    #[test]
+    fn dumps_are_summarized_and_converted_to_gzipped_pprof() {
+        let dump = "heap_v2/524288\n  t*: 3: 1572864 [0: 0]\n\
+            @ 0x5555555551a0 0x555555555300\n  t*: 3: 1572864 [0: 0]\n\n\
+            MAPPED_LIBRARIES:\n555555554000-555555556000 r-xp 00000000 08:01 42 /bin/app\n";
+        let (summary, pprof) = convert_dump(dump.as_bytes()).unwrap();
+        assert_eq!(summary.sample_period, 524288.0);
+        assert_eq!(summary.stacks, 1);
+        assert!(summary.estimated_live_bytes >= 1572864.0);
+        assert_eq!(&pprof[..2], &[0x1f, 0x8b]);
+        assert_eq!(dump_mappings(dump)[0].pathname, PathBuf::from("/bin/app"));
+    }
+
+    #[test]
+    fn text_that_is_not_a_heap_profile_is_rejected() {
+        assert!(matches!(convert_dump(b"<html>nope</html>"), Err(LabError::Profile(_))));
+    }
+}

@@ -1,0 +1,69 @@
+mod common;
+
+use std::process::{Command, Output};
+
+use allockit_lab::process::TempDir;
+
+fn lab(args: &[&str]) -> Output {
+    Command::new(common::lab_exe()).args(args).output().expect("run allockit-lab")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn all_writes_one_report_with_every_experiment_and_its_charts() {
+    let dir = TempDir::new("all-test").unwrap();
+    let out = dir.path().to_str().unwrap();
+    let output = lab(&["all", "--quick", "--out", out]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let page = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    for title in ["Task 1:", "Task 2:", "Task 9:", "Task 10:", "Task 11:"] {
+        assert!(page.contains(&format!("## {title}")), "report.md has a {title} section");
+    }
+    assert!(page.contains("Measured on: "));
+    let images: Vec<&str> = page
+        .split("](")
+        .skip(1)
+        .filter_map(|rest| rest.split(')').next())
+        .filter(|l| l.ends_with(".png"))
+        .collect();
+    assert!(images.len() >= 5, "{images:?}");
+    for image in images {
+        assert!(common::is_png(&dir.path().join(image)), "{image} is a PNG next to report.md");
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("Usable bytes per request"), "tables are printed as they finish");
+}
+
+#[test]
+fn zero_iterations_are_refused_naming_the_flag() {
+    let output = lab(&["syscall-cost", "--iterations", "0"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--iterations"), "{}", stderr(&output));
+}
+
+#[test]
+fn url_only_flags_require_the_url() {
+    let output = lab(&["diagnose", "--duration", "5"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--url"), "{}", stderr(&output));
+    let output = lab(&["profile", "--url", "http://127.0.0.1:1/admin/heap-profile"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--server-bin"), "{}", stderr(&output));
+}
+
+#[test]
+fn workload_flags_do_not_apply_to_a_command() {
+    let output = lab(&["swap", "--threads", "2", "--", "true"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--threads"), "{}", stderr(&output));
+}
+
+#[test]
+fn a_url_that_is_not_http_is_refused_naming_the_flag() {
+    let output = lab(&["diagnose", "--url", "ftp://example/metrics", "--duration", "1"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--url"), "{}", stderr(&output));
+}
