@@ -266,7 +266,7 @@ impl Metrics {
             arena_committed_bytes: gauge(
                 &r,
                 "allockit_arena_committed_bytes",
-                "Bytes of arena chunks in use or idle (their pages may be resident).",
+                "Bytes of arena chunks in use (pinned included) or idle: their pages may be resident.",
             ),
             region_reserved_bytes: gauge(
                 &r,
