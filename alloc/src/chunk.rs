@@ -336,7 +336,10 @@ impl ChunkSource {
                 unsafe { os::commit(page.add(chunk_size - guard), guard)? };
             }
         }
-        Ok(Chunk { ptr, usable: count * chunk_size - guard })
+        let usable = count * chunk_size - guard;
+        // SAFETY: the chunk now belongs to the caller.
+        unsafe { crate::guard::make_addressable(ptr.as_ptr(), usable) };
+        Ok(Chunk { ptr, usable })
     }
 
     /// Where to take `count` chunks from: a resident idle chunk first (for single chunks),
@@ -369,6 +372,8 @@ impl ChunkSource {
     }
 
     fn give_back_locked(&self, state: &mut State, chunk: Chunk) {
+        // SAFETY: the chunk is back with the source: nobody may touch it until taken again.
+        unsafe { crate::guard::make_unaddressable(chunk.ptr.as_ptr(), chunk.usable) };
         let guard = self.config.guard_bytes();
         let chunk_size = self.config.chunk_size;
         let count = (chunk.usable + guard) / chunk_size;

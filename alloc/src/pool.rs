@@ -177,8 +177,12 @@ impl RawPool {
         let head = self.free.get();
         let recycled = !head.is_null();
         let block = if recycled {
-            // SAFETY: a free-list entry is a free block of ours; its first word is the link.
-            self.free.set(unsafe { (*head).next });
+            // SAFETY: a free-list entry is a free block of ours (handed out from here on);
+            // its first word is the link.
+            self.free.set(unsafe {
+                guard::make_addressable(head.cast(), self.block_size);
+                (*head).next
+            });
             head.cast::<u8>()
         } else {
             self.alloc_slow()?
@@ -204,8 +208,12 @@ impl RawPool {
             self.grow()?;
         }
         let block = self.carve.get();
-        // SAFETY: block + block_size <= carve_end, inside the current chunk.
-        self.carve.set(unsafe { block.add(self.block_size) });
+        // SAFETY: block + block_size <= carve_end, inside the current chunk; the block is
+        // handed out from here on.
+        unsafe {
+            self.carve.set(block.add(self.block_size));
+            guard::make_addressable(block, self.block_size);
+        }
         Ok(block)
     }
 
@@ -229,6 +237,7 @@ impl RawPool {
             }
             self.carve.set(ptr.as_ptr().add(self.first_block));
             self.carve_end.set(ptr.as_ptr().add(self.first_block + self.blocks_per_chunk * self.block_size));
+            guard::make_unaddressable(self.carve.get(), usable - self.first_block);
         }
         self.chunks.set(Some(header));
         self.chunk_count.set(self.chunk_count.get() + 1);
@@ -245,8 +254,12 @@ impl RawPool {
     pub unsafe fn dealloc(&self, block: NonNull<u8>) {
         self.on_free(block.as_ptr());
         let block = block.as_ptr().cast::<FreeBlock>();
-        // SAFETY: the caller gives the block back; its first word becomes the link.
-        unsafe { block.write(FreeBlock { next: self.free.get() }) };
+        // SAFETY: the caller gives the block back; its first word becomes the link, and
+        // then nobody may touch it until it is handed out again.
+        unsafe {
+            block.write(FreeBlock { next: self.free.get() });
+            guard::make_unaddressable(block.cast(), self.block_size);
+        }
         self.free.set(block);
         self.live.set(self.live.get() - 1);
         self.frees.set(self.frees.get() + 1);

@@ -71,8 +71,14 @@ impl Bump {
     /// Points the cursor at a new range.
     ///
     /// `start` must be a multiple of [`MIN_ALIGN`].
+    ///
+    /// With the `asan` feature the whole range becomes unaddressable until allocated from.
     pub(crate) fn set(&self, start: *mut u8, end: *mut u8) {
         debug_assert!(start.addr().is_multiple_of(MIN_ALIGN));
+        if guard::ASAN && start != EMPTY {
+            // SAFETY: the range is the bump's own, and nothing in it is allocated.
+            unsafe { guard::make_unaddressable(start, end.addr() - start.addr()) };
+        }
         self.start.set(start);
         self.cursor.set(start);
         self.end.set(end);
@@ -110,6 +116,8 @@ impl Bump {
         // current range (or is zero on the EMPTY sentinel).
         let payload = unsafe { cursor.add(aligned - cursor.addr()) };
         self.cursor.set(payload.with_addr(new_cursor));
+        // SAFETY: [payload, payload + size) was just handed out.
+        unsafe { guard::make_addressable(payload, layout.size()) };
         // SAFETY: payload is inside a live range, or is EMPTY: never null either way.
         Some(unsafe { NonNull::new_unchecked(payload) })
     }
@@ -130,8 +138,11 @@ impl Bump {
         }
         // SAFETY: cursor + needed <= end.
         let payload = unsafe { cursor.add(pad) };
-        // SAFETY: the record fits before the end, checked above.
-        unsafe { self.write_record(cursor, payload, layout.size()) };
+        // SAFETY: the record (payload, canary, trailer) is handed out and fits before the end.
+        unsafe {
+            guard::make_addressable(cursor, needed);
+            self.write_record(cursor, payload, layout.size());
+        }
         NonNull::new(payload)
     }
 
@@ -189,6 +200,13 @@ impl Bump {
         if new_size.saturating_add(GUARD_EXTRA) > available {
             return false;
         }
+        if guard::ASAN {
+            // SAFETY: both ranges lie in the bump's range: the tip block before and after.
+            unsafe {
+                guard::make_unaddressable(ptr.as_ptr(), old_size.max(new_size) + GUARD_EXTRA);
+                guard::make_addressable(ptr.as_ptr(), new_size + GUARD_EXTRA);
+            }
+        }
         #[cfg(feature = "guard")]
         {
             let prev_end = self.last_trailer().map_or(ptr.as_ptr(), |t| t.prev_end);
@@ -221,6 +239,8 @@ impl Bump {
         }
         #[cfg(not(feature = "guard"))]
         self.cursor.set(ptr.as_ptr());
+        // SAFETY: the freed tip block lies in the bump's range and is no longer handed out.
+        unsafe { guard::make_unaddressable(ptr.as_ptr(), size) };
         true
     }
 }

@@ -172,6 +172,13 @@ impl<'buf> FixedArena<'buf> {
     }
 }
 
+impl Drop for FixedArena<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the buffer goes back to its owner, who may use all of it.
+        unsafe { guard::make_addressable(self.start, self.capacity) };
+    }
+}
+
 // SAFETY: as for `&Arena`: memory stays valid until reset, which needs &mut self.
 unsafe impl Allocator for &FixedArena<'_> {
     #[inline]

@@ -1,0 +1,97 @@
+//! AddressSanitizer sees allocator memory that is not handed out (the `asan` feature, in a
+//! `-Zsanitizer=address` build: `scripts/sanitize`). Each misuse runs in a child process,
+//! which ASan stops with a `use-after-poison` report.
+#![cfg(feature = "asan")]
+
+use std::alloc::Layout;
+use std::process::Command;
+
+use allockit::{Arena, RawPool};
+
+/// Runs one `#[ignore]`d entry of this test binary in a child and returns its stderr.
+fn child_report(entry: &str) -> String {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([entry, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "the misuse in {entry} went unnoticed");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_read_after_arena_reset_is_reported() {
+    let report = child_report("child_reads_arena_memory_after_reset");
+    assert!(report.contains("AddressSanitizer: use-after-poison"), "{report}");
+}
+
+#[test]
+fn a_read_past_an_arena_allocation_is_reported() {
+    let report = child_report("child_reads_past_an_arena_allocation");
+    assert!(report.contains("AddressSanitizer: use-after-poison"), "{report}");
+}
+
+#[test]
+fn a_write_after_pool_free_is_reported() {
+    let report = child_report("child_writes_a_freed_pool_block");
+    assert!(report.contains("AddressSanitizer: use-after-poison"), "{report}");
+}
+
+#[test]
+fn correct_use_is_not_reported() {
+    let mut arena = Arena::new();
+    for round in 0..3u8 {
+        let v = arena.alloc_slice_copy(&[round; 1000]).unwrap();
+        assert_eq!(v[999], round);
+        let mut grown = allocator_api2::vec::Vec::new_in(&arena);
+        grown.extend_from_slice(&[round; 100]);
+        grown.extend_from_slice(&[round; 10_000]);
+        assert_eq!(grown.len(), 10_100);
+        drop(grown);
+        arena.reset();
+    }
+    let pool =
+        RawPool::new(std::sync::Arc::clone(allockit::ChunkSource::global()), Layout::new::<[u64; 4]>(), 2)
+            .unwrap();
+    let blocks: Vec<_> = (0..100).map(|_| pool.alloc().unwrap()).collect();
+    for block in blocks {
+        // SAFETY: each block came from this pool, once, and is written before being freed.
+        unsafe {
+            block.as_ptr().write_bytes(1, 32);
+            pool.dealloc(block);
+        }
+    }
+}
+
+#[test]
+#[ignore = "child process entry; run by a_read_after_arena_reset_is_reported"]
+fn child_reads_arena_memory_after_reset() {
+    let mut arena = Arena::new();
+    let stale = arena.alloc(0x1234_5678u64).unwrap() as *const u64;
+    arena.reset();
+    // SAFETY: deliberately not: the arena was reset, so this read is a use after reset.
+    let value = unsafe { stale.read_volatile() };
+    std::hint::black_box(value);
+}
+
+#[test]
+#[ignore = "child process entry; run by a_read_past_an_arena_allocation_is_reported"]
+fn child_reads_past_an_arena_allocation() {
+    let arena = Arena::new();
+    let bytes = arena.alloc_slice_copy(&[7u8; 32]).unwrap();
+    // SAFETY: deliberately not: the byte after the allocation was never handed out.
+    let value = unsafe { bytes.as_ptr().add(40).read_volatile() };
+    std::hint::black_box(value);
+}
+
+#[test]
+#[ignore = "child process entry; run by a_write_after_pool_free_is_reported"]
+fn child_writes_a_freed_pool_block() {
+    let pool =
+        RawPool::new(std::sync::Arc::clone(allockit::ChunkSource::global()), Layout::new::<[u64; 4]>(), 1)
+            .unwrap();
+    let block = pool.alloc().unwrap();
+    // SAFETY: the block came from this pool.
+    unsafe { pool.dealloc(block) };
+    // SAFETY: deliberately not: the block was freed.
+    unsafe { block.as_ptr().add(16).write_volatile(1) };
+}
