@@ -30,7 +30,9 @@
 
 pub mod arena;
 pub mod chunk;
+pub mod freelist;
 pub mod guard;
+pub mod heap;
 pub mod os;
 pub mod pool;
 mod region;
@@ -38,5 +40,7 @@ pub mod stats;
 
 pub use arena::{Arena, ArenaError, Escaped, FixedArena};
 pub use chunk::{Chunk, ChunkConfig, ChunkError, ChunkSource, ChunkStats};
+pub use freelist::{FreeList, FreeStats, HeapCorruption, Placement};
+pub use heap::{BufferSource, HeapError, Reservation, Span, SpanSource};
 pub use pool::{Pool, PoolBox, PoolError, RawPool};
 pub use stats::Stats;
