@@ -36,6 +36,7 @@ pub mod heap;
 pub mod os;
 pub mod pool;
 mod region;
+pub mod sizeclass;
 pub mod stats;
 
 pub use arena::{Arena, ArenaError, Escaped, FixedArena};
@@ -43,4 +44,5 @@ pub use chunk::{Chunk, ChunkConfig, ChunkError, ChunkSource, ChunkStats};
 pub use freelist::{FreeList, FreeStats, HeapCorruption, Placement};
 pub use heap::{BufferSource, HeapError, Reservation, Span, SpanSource};
 pub use pool::{Pool, PoolBox, PoolError, RawPool};
+pub use sizeclass::{ClassStats, SizeClass};
 pub use stats::Stats;
