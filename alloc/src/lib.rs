@@ -31,6 +31,7 @@
 pub mod arena;
 pub mod chunk;
 pub mod freelist;
+pub mod global;
 pub mod guard;
 pub mod heap;
 pub mod os;
@@ -42,6 +43,7 @@ pub mod stats;
 pub use arena::{Arena, ArenaError, Escaped, FixedArena};
 pub use chunk::{Chunk, ChunkConfig, ChunkError, ChunkSource, ChunkStats};
 pub use freelist::{FreeList, FreeStats, HeapCorruption, Placement};
+pub use global::{GlobalFreeList, GlobalSizeClass};
 pub use heap::{BufferSource, HeapError, Reservation, Span, SpanSource};
 pub use pool::{Pool, PoolBox, PoolError, RawPool};
 pub use sizeclass::{ClassStats, SizeClass};
