@@ -42,7 +42,7 @@ pub mod stats;
 
 pub use arena::{Arena, ArenaError, Escaped, FixedArena};
 pub use chunk::{Chunk, ChunkConfig, ChunkError, ChunkSource, ChunkStats};
-pub use freelist::{FreeList, FreeStats, HeapCorruption, Placement};
+pub use freelist::{FreeList, FreeOrder, FreeStats, HeapCorruption, Placement};
 pub use global::{GlobalFreeList, GlobalSizeClass};
 pub use heap::{BufferSource, HeapError, Reservation, Span, SpanSource};
 pub use pool::{Pool, PoolBox, PoolError, RawPool};

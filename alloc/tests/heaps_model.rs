@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use allockit::chunk::{ChunkConfig, ChunkSource};
-use allockit::freelist::{FreeList, Placement};
+use allockit::freelist::{FreeList, FreeOrder, Placement};
 use allockit::heap::{HeapError, SpanSource};
 use allockit::sizeclass::SizeClass;
 use allockit::stats::Stats;
@@ -232,12 +232,13 @@ proptest! {
     fn free_list_over_a_buffer_matches_the_model(
         ops in proptest::collection::vec(op(), 1..300),
         placement in proptest::sample::select(Placement::ALL.to_vec()),
+        order in proptest::sample::select(vec![FreeOrder::Lifo, FreeOrder::Fifo]),
     ) {
         // 512 KiB: small enough that exhaustion happens and must be an error.
         let mut buffer = vec![0u128; 32 * 1024];
         // SAFETY: u128 has no invalid bit patterns; the byte view covers the same memory.
         let bytes = unsafe { core::slice::from_raw_parts_mut(buffer.as_mut_ptr().cast::<u8>(), buffer.len() * 16) };
-        let heap = FreeList::over_buffer(bytes, placement);
+        let heap = FreeList::over_buffer(bytes, placement).with_order(order);
         run_model(&heap, &ops)?;
     }
 
@@ -245,9 +246,12 @@ proptest! {
     fn free_list_on_the_chunk_source_matches_the_model(
         ops in proptest::collection::vec(op(), 1..300),
         placement in proptest::sample::select(Placement::ALL.to_vec()),
+        order in proptest::sample::select(vec![FreeOrder::Lifo, FreeOrder::Fifo]),
     ) {
         let source = private_source();
-        let heap = FreeList::with_source(Arc::clone(&source), placement).with_segment_bytes(64 * 1024);
+        let heap = FreeList::with_source(Arc::clone(&source), placement)
+            .with_order(order)
+            .with_segment_bytes(64 * 1024);
         run_model(&heap, &ops)?;
         prop_assert!(heap.stats().chunks <= 1, "empty segments went back, at most one stays");
         drop(heap);

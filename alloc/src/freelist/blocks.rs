@@ -78,6 +78,20 @@ impl Placement {
     }
 }
 
+/// Where a freed block joins the free list (the second half of a placement policy: first
+/// fit over a LIFO list and over a FIFO list fragment very differently).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum FreeOrder {
+    /// At the head: the most recently freed block is tried first, warm in cache. Fast;
+    /// fragments more (freed holes of every size crowd the front).
+    #[default]
+    Lifo,
+    /// At the tail: the oldest free block is tried first. Johnstone and Wilson (1998) found
+    /// FIFO first fit about as tight as address-ordered first fit, at O(1) insertion;
+    /// searches are longer.
+    Fifo,
+}
+
 /// A heap invariant that [`super::FreeList::check`] found broken. Addresses are plain
 /// numbers so that the error can travel anywhere.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -228,13 +242,15 @@ fn segment_end(segment: *mut Segment) -> *mut u8 {
 /// The blocks of a heap: the free list, the segments and the counters.
 ///
 /// Invariant: every segment in `segments` is a span this heap owns, laid out as in the
-/// module docs; `free_head` is the LIFO free list of exactly its free blocks; `rover` is
-/// null or on the free list.
+/// module docs; `free_head`..`free_tail` is the free list of exactly its free blocks, in
+/// the order `push_free` describes; `rover` is null or on the free list.
 pub(super) struct Blocks {
     free_head: *mut u8,
+    free_tail: *mut u8,
     rover: *mut u8,
     segments: *mut Segment,
     pub(super) placement: Placement,
+    pub(super) order: FreeOrder,
     pub(super) free_bytes: usize,
     pub(super) free_blocks: usize,
     pub(super) segment_count: usize,
@@ -243,12 +259,14 @@ pub(super) struct Blocks {
 }
 
 impl Blocks {
-    pub(super) const fn new(placement: Placement) -> Self {
+    pub(super) const fn new(placement: Placement, order: FreeOrder) -> Self {
         Self {
             free_head: ptr::null_mut(),
+            free_tail: ptr::null_mut(),
             rover: ptr::null_mut(),
             segments: ptr::null_mut(),
             placement,
+            order,
             free_bytes: 0,
             free_blocks: 0,
             segment_count: 0,
@@ -257,18 +275,48 @@ impl Blocks {
         }
     }
 
+    /// Puts a free block on the list. A block that borders its segment's epilogue (the
+    /// wilderness) goes to the tail, so that holes are reused before fresh memory is cut
+    /// into (Wilson et al.'s wilderness preservation, which keeps first and next fit from
+    /// spreading over the whole segment). Others go to the head ([`FreeOrder::Lifo`]) or
+    /// to the tail, before a wilderness there ([`FreeOrder::Fifo`]).
     #[inline(always)]
     unsafe fn push_free(&mut self, block: *mut u8) {
-        // SAFETY: `block` is a free block of ours, off the list.
+        // SAFETY: `block` is a free block of ours, off the list; the word after it, and
+        // after the tail block, is a block header or an epilogue.
         unsafe {
-            links(block).write(Links { prev: ptr::null_mut(), next: self.free_head });
-            if !self.free_head.is_null() {
-                (*links(self.free_head)).prev = block;
+            let size = size_of_block(block);
+            self.free_bytes += size;
+            self.free_blocks += 1;
+            let tail = self.free_tail;
+            if tail.is_null() {
+                links(block).write(Links { prev: ptr::null_mut(), next: ptr::null_mut() });
+                self.free_head = block;
+                self.free_tail = block;
+                return;
             }
-            self.free_bytes += size_of_block(block);
+            let wilderness = tag(block.add(size)) == IN_USE;
+            if !wilderness && self.order == FreeOrder::Lifo {
+                links(block).write(Links { prev: ptr::null_mut(), next: self.free_head });
+                (*links(self.free_head)).prev = block;
+                self.free_head = block;
+                return;
+            }
+            if wilderness || tag(tail.add(size_of_block(tail))) != IN_USE {
+                links(block).write(Links { prev: tail, next: ptr::null_mut() });
+                (*links(tail)).next = block;
+                self.free_tail = block;
+                return;
+            }
+            let before = (*links(tail)).prev;
+            links(block).write(Links { prev: before, next: tail });
+            (*links(tail)).prev = block;
+            if before.is_null() {
+                self.free_head = block;
+            } else {
+                (*links(before)).next = block;
+            }
         }
-        self.free_head = block;
-        self.free_blocks += 1;
     }
 
     #[inline(always)]
@@ -281,7 +329,9 @@ impl Blocks {
             } else {
                 (*links(prev)).next = next;
             }
-            if !next.is_null() {
+            if next.is_null() {
+                self.free_tail = prev;
+            } else {
                 (*links(next)).prev = prev;
             }
             if self.rover == block {
@@ -411,10 +461,16 @@ impl Blocks {
                 } else {
                     (*links(prev)).next = rest;
                 }
-                if !next.is_null() {
+                if next.is_null() {
+                    self.free_tail = rest;
+                } else {
                     (*links(next)).prev = rest;
                 }
-                self.rover = rest;
+                // Next fit resumes in the remainder; but the wilderness nearly always
+                // fits, so after cutting into it the search wraps to the head, or next fit
+                // would never reuse a hole again.
+                let wilderness = tag(rest.add(size - need)) == IN_USE;
+                self.rover = if wilderness { ptr::null_mut() } else { rest };
                 self.free_bytes -= need;
                 set_tags(block, need, true);
             } else {
@@ -624,7 +680,7 @@ impl Blocks {
     /// Takes every segment out of the heap, returning their spans (for drop).
     pub(super) fn take_all_spans(&mut self) -> impl Iterator<Item = Span> {
         let mut segment = core::mem::replace(&mut self.segments, ptr::null_mut());
-        *self = Self::new(self.placement);
+        *self = Self::new(self.placement, self.order);
         core::iter::from_fn(move || {
             if segment.is_null() {
                 return None;
@@ -722,6 +778,10 @@ impl Blocks {
         if listed != self.free_blocks {
             self.clear_marks(listed);
             return Err(HeapCorruption::FreeCount { listed, counted: self.free_blocks });
+        }
+        if previous != self.free_tail {
+            self.clear_marks(listed);
+            return Err(HeapCorruption::BrokenLink { block: self.free_tail.addr() });
         }
         Ok(listed)
     }

@@ -10,8 +10,11 @@
 //! **How.** Every block carries a header and a footer, both holding its size and an
 //! in-use bit (boundary tags), so both physical neighbours are found in O(1): the next
 //! block starts at `block + size`, the previous block's size is in the word just below.
-//! Free blocks are threaded on a doubly linked LIFO list through their payloads (a free
-//! block stores its links where the data was), so a search never visits blocks in use.
+//! Free blocks are threaded on a doubly linked list through their payloads (a free block
+//! stores its links where the data was), so a search never visits blocks in use. A freed
+//! block joins the list at the head ([`FreeOrder::Lifo`], the default: fast, warm) or at
+//! the tail ([`FreeOrder::Fifo`]: tighter); the block at the end of a segment (the
+//! wilderness) always waits at the tail, so holes are reused before fresh memory.
 //! Allocation takes a free block by the [`Placement`] policy and splits off the tail when
 //! the remainder can hold a minimum block (32 bytes), not otherwise. Freeing coalesces
 //! with a free previous and/or next neighbour, so no two free blocks are ever adjacent.
@@ -31,7 +34,9 @@
 //! whole segment is free. Not thread safe ([`crate::global::GlobalFreeList`] adds a lock).
 //!
 //! **Complexity.** Free O(1); realloc in place O(1); allocation O(free blocks) (first and
-//! next fit stop at the first fit); [`FreeList::check`] O(blocks).
+//! next fit stop at the first fit); [`FreeList::check`] O(blocks). What the orders and
+//! policies cost and save is measured in `docs/heaps.md` (FIFO first fit is as tight as
+//! best fit on the request mix, LIFO first fit about twice as fast).
 //!
 //! **Debug support.** [`FreeList::check`] walks the whole heap and verifies every
 //! invariant (header == footer, no two adjacent free blocks, the free list holds exactly
@@ -80,7 +85,7 @@ use crate::heap::{BufferSource, HeapError, SpanSource};
 use crate::stats::Stats;
 use blocks::{ALIGN, Blocks, SEGMENT_OVERHEAD, block_size_for};
 
-pub use blocks::{HeapCorruption, Placement};
+pub use blocks::{FreeOrder, HeapCorruption, Placement};
 
 /// Free-space figures of a [`FreeList`], beyond the common [`Stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -169,6 +174,7 @@ impl<S: SpanSource> core::fmt::Debug for FreeList<S> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("FreeList")
             .field("placement", &self.placement())
+            .field("order", &self.order())
             .field("stats", &self.stats())
             .field("free", &self.free_stats())
             .finish()
@@ -201,10 +207,24 @@ impl<S: SpanSource> FreeList<S> {
     /// until the first allocation, so this is `const` (a static global allocator).
     pub const fn with_source(source: S, placement: Placement) -> Self {
         Self {
-            state: UnsafeCell::new(State { blocks: Blocks::new(placement), counters: Counters::ZERO }),
+            state: UnsafeCell::new(State {
+                blocks: Blocks::new(placement, FreeOrder::Lifo),
+                counters: Counters::ZERO,
+            }),
             source,
             segment_bytes: 0,
         }
+    }
+
+    /// Sets where freed blocks join the free list (default [`FreeOrder::Lifo`]).
+    pub const fn with_order(mut self, order: FreeOrder) -> Self {
+        self.state.get_mut().blocks.order = order;
+        self
+    }
+
+    /// Where freed blocks join the free list.
+    pub fn order(&self) -> FreeOrder {
+        self.state().blocks.order
     }
 
     /// Sets the least bytes the heap asks its source for when it grows (default: four

@@ -165,6 +165,49 @@ fn next_fit_resumes_where_the_previous_search_stopped() {
     assert_ne!(next, h512);
 }
 
+/// Two equal holes, the first freed first, and a wilderness at the end.
+fn two_holes(heap: &FreeList<BufferSource<'_>>) -> (NonNull<u8>, NonNull<u8>) {
+    let older = alloc_checked(heap, 200);
+    alloc_checked(heap, 16);
+    let newer = alloc_checked(heap, 200);
+    alloc_checked(heap, 16);
+    free_checked(heap, older, 200);
+    free_checked(heap, newer, 200);
+    (older, newer)
+}
+
+#[test]
+fn lifo_order_reuses_the_newest_hole_and_fifo_the_oldest() {
+    let mut memory = buffer(8 * 1024);
+    let heap = FreeList::over_buffer(bytes(&mut memory), Placement::FirstFit);
+    let (_, newer) = two_holes(&heap);
+    assert_eq!(alloc_checked(&heap, 200), newer);
+
+    let mut memory = buffer(8 * 1024);
+    let heap = FreeList::over_buffer(bytes(&mut memory), Placement::FirstFit).with_order(FreeOrder::Fifo);
+    let (older, _) = two_holes(&heap);
+    assert_eq!(alloc_checked(&heap, 200), older);
+}
+
+#[test]
+fn holes_are_reused_before_the_wilderness_in_every_order() {
+    for order in [FreeOrder::Lifo, FreeOrder::Fifo] {
+        for placement in Placement::ALL {
+            let mut memory = buffer(8 * 1024);
+            let heap = FreeList::over_buffer(bytes(&mut memory), placement).with_order(order);
+            let (older, newer) = two_holes(&heap);
+            let first = alloc_checked(&heap, 100);
+            let second = alloc_checked(&heap, 100);
+            for ptr in [first, second] {
+                let in_a_hole = [older, newer]
+                    .iter()
+                    .any(|hole| (hole.as_ptr()..hole.as_ptr().wrapping_add(200)).contains(&ptr.as_ptr()));
+                assert!(in_a_hole, "{placement:?} {order:?} cut into the wilderness");
+            }
+        }
+    }
+}
+
 #[test]
 fn realloc_grows_in_place_into_a_free_next_neighbour() {
     let mut memory = buffer(16 * 1024);

@@ -47,30 +47,17 @@ pub fn class_of_size(size: usize) -> usize {
     TINY_CLASSES + (log - 6) * 4 + ((last >> (log - 2)) - 4)
 }
 
-/// The class serving `size` bytes aligned to `align`, or `None` for the large path.
+/// The class serving `size` bytes aligned to `align` (a power of two), or `None` for the
+/// large path.
+///
+/// Rounding the size up to a multiple of the alignment is all it takes: every multiple of
+/// a class spacing inside its doubling is a class, so a multiple of an alignment at least
+/// that spacing is a class itself; and a class whose spacing exceeds the alignment is a
+/// multiple of it (both are powers of two). No search either way.
 #[inline(always)]
 pub fn class_of(size: usize, align: usize) -> Option<usize> {
-    if align <= TINY_STEP {
-        return (size <= MAX_SMALL).then(|| class_of_size(size));
-    }
-    class_of_aligned(size, align)
-}
-
-/// Over-aligned requests: the first class at least as large whose size is a multiple of
-/// the alignment (at most three steps up, since every fourth class is a power of two).
-#[inline]
-fn class_of_aligned(size: usize, align: usize) -> Option<usize> {
-    if align > MAX_SMALL_ALIGN || size > MAX_SMALL {
-        return None;
-    }
-    let mut class = class_of_size(size.max(align));
-    while !CLASS_SIZES[class].is_multiple_of(align) {
-        class += 1;
-        if class == CLASS_COUNT {
-            return None;
-        }
-    }
-    Some(class)
+    let rounded = size.max(1).saturating_add(align - 1) & !(align - 1);
+    (rounded <= MAX_SMALL && align <= MAX_SMALL_ALIGN).then(|| class_of_size(rounded))
 }
 
 /// The alignment every block of a class gets when its slab is carved from an address so

@@ -25,11 +25,14 @@
 //! (16 to 4096) take the first class that is a multiple of the alignment. [`ClassStats`]
 //! reports what a workload really wastes, class by class.
 //!
-//! **Slabs.** A class takes a slab (one chunk, or a few for classes above 7 KiB so that
-//! a slab holds at least eight blocks) when its free list is empty, and carves blocks
-//! from it lazily, like [`crate::pool`]. Blocks start at the slab's (chunk-aligned)
-//! base, so every block is aligned to the lowest set bit of its class size. A small
-//! trailer at the end of the slab links the slabs for `Drop`.
+//! **Slabs.** A class whose free list is empty takes a slab of about 4 KiB (at least four
+//! blocks, so 8 KiB for the 2 KiB class and up to 48 KiB for the largest) and carves
+//! blocks from it lazily, like [`crate::pool`]. Slabs are cut one after another from the
+//! heap's current chunk, so a class that is barely used costs a few kilobytes, not a
+//! chunk (jemalloc sizes its slabs the same way); a slab starts at the alignment of its
+//! class, so every block is aligned to the lowest set bit of its class size (up to 4096).
+//! When the chunk cannot hold another block of the class, the heap takes the next chunk;
+//! a small trailer at the end of each chunk links them for `Drop`.
 //!
 //! **Large requests** (above 16 KiB, or aligned above 4096) go to a best-fit
 //! [`FreeList`] on the same kind of source: they are rare, and best fit keeps them tight.
@@ -122,19 +125,21 @@ struct FreeBlock {
     next: *mut FreeBlock,
 }
 
-/// The end of every slab: links the slabs of the heap.
+/// The end of every chunk the heap holds: links the chunks for `Drop`.
 #[repr(C)]
-struct SlabTrailer {
-    next: *mut SlabTrailer,
+struct ChunkTrailer {
+    next: *mut ChunkTrailer,
     span: *mut u8,
     span_len: usize,
-    class: usize,
 }
 
-const TRAILER: usize = size_of::<SlabTrailer>();
+const TRAILER: usize = size_of::<ChunkTrailer>();
 
-/// Blocks a slab holds at least.
-const MIN_BLOCKS_PER_SLAB: usize = 8;
+/// Bytes a slab aims for.
+const SLAB_BYTES: usize = 4096;
+
+/// Blocks a slab holds at least (when its chunk has room for them).
+const MIN_BLOCKS_PER_SLAB: usize = 4;
 
 /// One class: its free list, the uncarved rest of its newest slab, its counters.
 #[derive(Clone, Copy)]
@@ -166,9 +171,13 @@ impl Bin {
 
 struct State {
     bins: [Bin; CLASS_COUNT],
-    slabs: *mut SlabTrailer,
-    slab_count: usize,
-    slab_bytes: usize,
+    /// The chunks held, newest first.
+    chunks: *mut ChunkTrailer,
+    chunk_count: usize,
+    chunk_bytes: usize,
+    /// Where the next slab is cut from the newest chunk, and where that chunk's room ends.
+    slab_cursor: *mut u8,
+    slab_limit: *mut u8,
     /// Live bytes asked for, small and large together.
     live_bytes: usize,
     high_water: usize,
@@ -192,7 +201,8 @@ impl State {
 /// one method and never across a call that could reach this heap again (sources and the
 /// large heap are other objects); the type is not `Sync`. Every block on a bin's free
 /// list, and every block between `carve` and `carve_end`, is a free block of that class
-/// inside one of the slabs linked from `slabs`.
+/// inside one of the chunks linked from `chunks`; `slab_cursor..slab_limit` is the uncut
+/// room of the newest chunk.
 pub struct SizeClass<S: SpanSource = Arc<ChunkSource>> {
     state: UnsafeCell<State>,
     slab_source: S,
@@ -242,9 +252,11 @@ impl<S: SpanSource> SizeClass<S> {
         Self {
             state: UnsafeCell::new(State {
                 bins,
-                slabs: ptr::null_mut(),
-                slab_count: 0,
-                slab_bytes: 0,
+                chunks: ptr::null_mut(),
+                chunk_count: 0,
+                chunk_bytes: 0,
+                slab_cursor: ptr::null_mut(),
+                slab_limit: ptr::null_mut(),
                 live_bytes: 0,
                 high_water: 0,
                 failures: 0,
@@ -291,52 +303,68 @@ impl<S: SpanSource> SizeClass<S> {
         Ok(unsafe { NonNull::new_unchecked(block) })
     }
 
-    /// Takes a slab for `class`, then serves the request from it. Separate and cold: it
-    /// runs once per slab and calls the source.
+    /// Cuts a slab for `class` from the current chunk (taking a new chunk when it has no
+    /// room for a block), then serves the request from it. Separate and cold: it runs once
+    /// per slab, and sometimes calls the source.
     #[cold]
     #[inline(never)]
     fn alloc_from_new_slab(&self, class: usize, layout: Layout) -> Result<NonNull<u8>, HeapError> {
         let size = CLASS_SIZES[class];
-        let granule = self.slab_source.granule().max(1);
-        let want =
-            (MIN_BLOCKS_PER_SLAB * size + TRAILER + classes::block_align(size)).div_ceil(granule) * granule;
-        let span = match self.slab_source.take_span(want) {
-            Ok(span) => span,
-            Err(source) => {
+        let align = classes::block_align(size);
+        let wanted = (SLAB_BYTES / size).max(MIN_BLOCKS_PER_SLAB);
+        let (mut start, mut blocks) = self.room_for(size, align);
+        if blocks == 0 {
+            self.take_chunk(layout)?;
+            (start, blocks) = self.room_for(size, align);
+            if blocks == 0 {
                 self.state().failures += 1;
+                let source = ChunkError::Exhausted { requested: size, reserved: self.state().chunk_bytes };
                 return Err(HeapError::Exhausted { requested: layout.size(), align: layout.align(), source });
             }
-        };
-        let trailer = span.end().wrapping_sub(TRAILER).map_addr(|a| a & !(align_of::<SlabTrailer>() - 1));
-        let start = span.as_ptr().as_ptr();
-        let start = start.wrapping_add(start.align_offset(classes::block_align(size)));
-        let blocks = trailer.addr().saturating_sub(start.addr()) / size;
-        if blocks == 0 {
-            let reserved = span.len();
-            // SAFETY: the span is ours and unused.
-            unsafe { self.slab_source.give_back(span) };
-            self.state().failures += 1;
-            let source = ChunkError::Exhausted { requested: want, reserved };
-            return Err(HeapError::Exhausted { requested: layout.size(), align: layout.align(), source });
         }
+        let blocks = blocks.min(wanted);
         let state = self.state();
-        // SAFETY: the trailer and the blocks lie inside the span, which is ours from now on.
+        let bin = &mut state.bins[class];
+        bin.carve = start;
+        bin.carve_end = start.wrapping_add(blocks * size);
+        bin.slabs += 1;
+        state.slab_cursor = bin.carve_end;
+        self.alloc(layout)
+    }
+
+    /// Where a slab of `size`-byte blocks aligned to `align` would start in the current
+    /// chunk, and how many blocks fit there.
+    fn room_for(&self, size: usize, align: usize) -> (*mut u8, usize) {
+        let state = self.state();
+        let cursor = state.slab_cursor;
+        let start = cursor.wrapping_add(cursor.align_offset(align));
+        let room = state.slab_limit.addr().saturating_sub(start.addr());
+        (start, if cursor.is_null() { 0 } else { room / size })
+    }
+
+    /// Takes a chunk from the slab source and makes it the current one.
+    fn take_chunk(&self, layout: Layout) -> Result<(), HeapError> {
+        let granule = self.slab_source.granule().max(MAX_SMALL + TRAILER);
+        let span = self.slab_source.take_span(granule).map_err(|source| {
+            self.state().failures += 1;
+            HeapError::Exhausted { requested: layout.size(), align: layout.align(), source }
+        })?;
+        let state = self.state();
+        let trailer = span.end().wrapping_sub(TRAILER).map_addr(|a| a & !(align_of::<ChunkTrailer>() - 1));
+        // SAFETY: the trailer lies at the end of the span, which is ours from now on.
         unsafe {
-            trailer.cast::<SlabTrailer>().write(SlabTrailer {
-                next: state.slabs,
+            trailer.cast::<ChunkTrailer>().write(ChunkTrailer {
+                next: state.chunks,
                 span: span.as_ptr().as_ptr(),
                 span_len: span.len(),
-                class,
-            });
-            let bin = &mut state.bins[class];
-            bin.carve = start;
-            bin.carve_end = start.add(blocks * size);
-            bin.slabs += 1;
-        }
-        state.slabs = trailer.cast();
-        state.slab_count += 1;
-        state.slab_bytes += span.len();
-        self.alloc(layout)
+            })
+        };
+        state.chunks = trailer.cast();
+        state.chunk_count += 1;
+        state.chunk_bytes += span.len();
+        state.slab_cursor = span.as_ptr().as_ptr();
+        state.slab_limit = trailer;
+        Ok(())
     }
 
     #[cold]
@@ -448,7 +476,7 @@ impl<S: SpanSource> SizeClass<S> {
     }
 
     /// The counters in the common shape, small and large together. `live_bytes` and
-    /// `allocated_bytes` count the bytes asked for; `footprint_bytes` is slabs plus the
+    /// `allocated_bytes` count the bytes asked for; `footprint_bytes` is the chunks plus the
     /// large heap's segments.
     pub fn stats(&self) -> Stats {
         let large = self.large.stats();
@@ -462,9 +490,9 @@ impl<S: SpanSource> SizeClass<S> {
             frees: frees + large.frees,
             allocated_bytes: requested + large.allocated_bytes,
             live_bytes: state.live_bytes,
-            footprint_bytes: state.slab_bytes + large.footprint_bytes,
+            footprint_bytes: state.chunk_bytes + large.footprint_bytes,
             high_water_bytes: state.high_water,
-            chunks: state.slab_count + large.chunks,
+            chunks: state.chunk_count + large.chunks,
             resets: 0,
             failures: state.failures + large.failures,
         }
@@ -499,12 +527,12 @@ impl<S: SpanSource> SizeClass<S> {
 
 impl<S: SpanSource> Drop for SizeClass<S> {
     fn drop(&mut self) {
-        let mut trailer = self.state.get_mut().slabs;
+        let mut trailer = self.state.get_mut().chunks;
         while !trailer.is_null() {
-            // SAFETY: every trailer is the end of a slab of ours; blocks still handed out
+            // SAFETY: every trailer is the end of a chunk of ours; blocks still handed out
             // through the raw API become dangling, which its contract forbids using.
             unsafe {
-                let SlabTrailer { next, span, span_len, .. } = trailer.read();
+                let ChunkTrailer { next, span, span_len } = trailer.read();
                 trailer = next;
                 self.slab_source.give_back(crate::heap::Span::new(NonNull::new_unchecked(span), span_len));
             }

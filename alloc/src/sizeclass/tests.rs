@@ -54,17 +54,41 @@ fn class_stats_report_requested_against_handed_out_bytes() {
 fn a_class_takes_a_new_slab_only_when_its_slab_is_used_up() {
     let source = source(16);
     let heap = SizeClass::with_source(Arc::clone(&source));
-    let per_slab = (source.usable_chunk_size() - size_of::<SlabTrailer>()) / 4096;
     let class = class_of(4096, 8).unwrap();
-    let blocks: Vec<_> = (0..per_slab).map(|_| heap.alloc(layout(4096)).unwrap()).collect();
+    let blocks: Vec<_> = (0..MIN_BLOCKS_PER_SLAB).map(|_| heap.alloc(layout(4096)).unwrap()).collect();
     assert_eq!(heap.class_stats()[class].slabs, 1);
-    assert_eq!(heap.stats().chunks, 1);
     let next = heap.alloc(layout(4096)).unwrap();
     assert_eq!(heap.class_stats()[class].slabs, 2);
-    assert_eq!(source.stats().chunks_in_use, 2);
+    assert_eq!(heap.stats().chunks, 1, "both slabs were cut from one chunk");
     let mut starts: Vec<_> = blocks.iter().chain([&next]).map(|b| b.as_ptr().addr()).collect();
     starts.sort_unstable();
     assert!(starts.windows(2).all(|w| w[1] - w[0] >= 4096), "blocks do not overlap");
+}
+
+#[test]
+fn slabs_of_many_classes_share_a_chunk() {
+    let source = source(16);
+    let heap = SizeClass::with_source(Arc::clone(&source));
+    for &size in &CLASS_SIZES[..12] {
+        heap.alloc(layout(size)).unwrap();
+    }
+    let stats = heap.stats();
+    assert_eq!(stats.chunks, 1, "12 slabs of about 4 KiB, one chunk: {stats:?}");
+    assert_eq!(source.stats().chunks_in_use, 1);
+    assert!(heap.class_stats()[..12].iter().all(|class| class.slabs == 1));
+}
+
+#[test]
+fn a_class_moves_to_a_new_chunk_when_the_current_one_is_full() {
+    let source = source(16);
+    let heap = SizeClass::with_source(Arc::clone(&source));
+    let per_chunk = (source.usable_chunk_size() - TRAILER) / MAX_SMALL;
+    for _ in 0..per_chunk {
+        heap.alloc(layout(MAX_SMALL)).unwrap();
+    }
+    assert_eq!(heap.stats().chunks, 1);
+    heap.alloc(layout(MAX_SMALL)).unwrap();
+    assert_eq!(heap.stats().chunks, 2);
 }
 
 #[test]
