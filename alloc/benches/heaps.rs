@@ -8,7 +8,7 @@
 #[allow(dead_code, reason = "shared with examples/heaps_race.rs, which reads the footprints")]
 mod heaps_support;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use std::time::Duration;
 
 fn heaps(c: &mut Criterion) {
@@ -17,6 +17,7 @@ fn heaps(c: &mut Criterion) {
         let mut group = c.benchmark_group(trace.name);
         group.throughput(Throughput::Elements(trace.actions.len() as u64));
         group
+            .sampling_mode(SamplingMode::Flat)
             .sample_size(10)
             .warm_up_time(Duration::from_millis(300))
             .measurement_time(Duration::from_secs(2));

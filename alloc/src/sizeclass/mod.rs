@@ -21,7 +21,7 @@
 //!
 //! So no request above 32 bytes wastes a fifth of its block (the bound is `(2^k − 1) /
 //! (5·2^k)`: one byte past a power of two lands in the next class, a quarter of it
-//! higher); for sizes spread evenly the waste averages about 10%. Over-aligned requests
+//! higher); for sizes spread evenly the waste averages about 8%. Over-aligned requests
 //! (16 to 4096) take the first class that is a multiple of the alignment. [`ClassStats`]
 //! reports what a workload really wastes, class by class.
 //!
