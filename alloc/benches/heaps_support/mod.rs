@@ -517,6 +517,8 @@ pub fn contenders() -> Vec<Contender> {
 /// allockit's heaps through `GlobalAlloc`.
 struct SizeClassAdapter(SizeClass<Arc<ChunkSource>>);
 
+// SAFETY: forwards to the heap, which returns blocks aligned and sized as asked or an error
+// (null); the bench uses it from one thread.
 unsafe impl GlobalAlloc for SizeClassAdapter {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -537,6 +539,7 @@ unsafe impl GlobalAlloc for SizeClassAdapter {
 
 struct FreeListAdapter(FreeList<BufferSource<'static>>);
 
+// SAFETY: as for SizeClassAdapter.
 unsafe impl GlobalAlloc for FreeListAdapter {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -583,6 +586,8 @@ type Tlsf = rlsf::Tlsf<'static, u32, u32, 28, 32>;
 
 struct RlsfAdapter(UnsafeCell<Tlsf>);
 
+// SAFETY: forwards to rlsf, which returns blocks aligned and sized as asked or None (null);
+// the UnsafeCell is only touched from one thread, one call at a time.
 unsafe impl GlobalAlloc for RlsfAdapter {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -615,6 +620,8 @@ fn run_rlsf(bench: &mut Bench, trace: &Trace, start: Start) -> Measurement {
 
 struct LinkedListAdapter(UnsafeCell<linked_list_allocator::Heap>);
 
+// SAFETY: as for RlsfAdapter, forwarding to linked_list_allocator (realloc is the default:
+// allocate, copy, free).
 unsafe impl GlobalAlloc for LinkedListAdapter {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -703,6 +710,8 @@ mod glibc {
 
     struct Glibc;
 
+    // SAFETY: glibc's malloc family returns blocks aligned to 16, memalign to any power of two;
+    // realloc with a larger alignment moves by hand.
     unsafe impl GlobalAlloc for Glibc {
         #[inline]
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {

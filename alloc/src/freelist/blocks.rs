@@ -363,54 +363,54 @@ impl Blocks {
     /// Returns the block and the lead to skip.
     #[inline]
     unsafe fn find(&mut self, need: usize, align: usize) -> Option<(*mut u8, usize)> {
-        // SAFETY (all the list walks below): every entry of the free list is a free block
-        // of a live segment, so reading its tag and links is valid.
-        match self.placement {
-            Placement::FirstFit => {
-                let mut block = self.free_head;
-                while !block.is_null() {
-                    let size = unsafe { size_of_block(block) };
-                    if let Some(lead) = Self::lead_for(block, size, need, align) {
-                        return Some((block, lead));
-                    }
-                    block = unsafe { (*links(block)).next };
-                }
-                None
-            }
-            Placement::NextFit => {
-                let start = if self.rover.is_null() { self.free_head } else { self.rover };
-                let mut block = start;
-                while !block.is_null() {
-                    let size = unsafe { size_of_block(block) };
-                    if let Some(lead) = Self::lead_for(block, size, need, align) {
-                        return Some((block, lead));
-                    }
-                    block = unsafe { (*links(block)).next };
-                    if block.is_null() && start != self.free_head {
-                        block = self.free_head;
-                    }
-                    if block == start {
-                        break;
-                    }
-                }
-                None
-            }
-            Placement::BestFit => {
-                let mut best: Option<(*mut u8, usize, usize)> = None;
-                let mut block = self.free_head;
-                while !block.is_null() {
-                    let size = unsafe { size_of_block(block) };
-                    if let Some(lead) = Self::lead_for(block, size, need, align)
-                        && best.is_none_or(|(_, _, best_size)| size < best_size)
-                    {
-                        if size == need + lead {
+        // SAFETY: every entry of the free list is a free block of a live segment, so
+        // reading its tag and its links is valid; the walks stop at the null end.
+        unsafe {
+            match self.placement {
+                Placement::FirstFit => {
+                    let mut block = self.free_head;
+                    while !block.is_null() {
+                        if let Some(lead) = Self::lead_for(block, size_of_block(block), need, align) {
                             return Some((block, lead));
                         }
-                        best = Some((block, lead, size));
+                        block = (*links(block)).next;
                     }
-                    block = unsafe { (*links(block)).next };
+                    None
                 }
-                best.map(|(block, lead, _)| (block, lead))
+                Placement::NextFit => {
+                    let start = if self.rover.is_null() { self.free_head } else { self.rover };
+                    let mut block = start;
+                    while !block.is_null() {
+                        if let Some(lead) = Self::lead_for(block, size_of_block(block), need, align) {
+                            return Some((block, lead));
+                        }
+                        block = (*links(block)).next;
+                        if block.is_null() && start != self.free_head {
+                            block = self.free_head;
+                        }
+                        if block == start {
+                            break;
+                        }
+                    }
+                    None
+                }
+                Placement::BestFit => {
+                    let mut best: Option<(*mut u8, usize, usize)> = None;
+                    let mut block = self.free_head;
+                    while !block.is_null() {
+                        let size = size_of_block(block);
+                        if let Some(lead) = Self::lead_for(block, size, need, align)
+                            && best.is_none_or(|(_, _, best_size)| size < best_size)
+                        {
+                            if size == need + lead {
+                                return Some((block, lead));
+                            }
+                            best = Some((block, lead, size));
+                        }
+                        block = (*links(block)).next;
+                    }
+                    best.map(|(block, lead, _)| (block, lead))
+                }
             }
         }
     }

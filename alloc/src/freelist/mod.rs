@@ -282,7 +282,11 @@ impl<S: SpanSource> FreeList<S> {
             self.state().counters.failures += 1;
             return Err(HeapError::TooLarge { requested: layout.size(), align: layout.align() });
         };
-        let preferred = if self.segment_bytes == 0 { 4 * self.source.granule() } else { self.segment_bytes };
+        let preferred = if self.segment_bytes == 0 {
+            self.source.granule().saturating_mul(4)
+        } else {
+            self.segment_bytes
+        };
         let span = match self.source.take_span(minimum.max(preferred)) {
             Ok(span) => span,
             Err(_) if preferred > minimum => self.source.take_span(minimum).map_err(exhausted)?,

@@ -43,12 +43,12 @@
 //! is the price of O(1): up to a fifth of each block. Not thread safe
 //! ([`crate::global::GlobalSizeClass`] adds a lock); no per-thread caches.
 //!
-//! **Complexity.** Small alloc and free O(1); a new slab O(1) plus a chunk-source call;
-//! large requests as [`FreeList`].
+//! **Complexity.** Small alloc and free O(1); a new slab O(1) (a bump in the current
+//! chunk, now and then a chunk-source call); large requests as [`FreeList`].
 //!
 //! **Debug support** (`guard` feature): freed blocks are poisoned, and a recycled block
-//! whose poison was disturbed panics ("write after free"); slabs from the chunk source
-//! end in guard pages.
+//! whose poison was disturbed panics ("write after free"); chunks from the chunk source
+//! end in guard pages, so a run past the last slab of a chunk faults.
 //!
 //! ```
 //! use core::alloc::Layout;
