@@ -7,6 +7,10 @@
 //! |---|---|---|
 //! | [`arena`] | memory that dies together (a request, a frame, a parse) | bump; O(1) reset |
 //! | [`pool`] | one hot type with churn | O(1) alloc/free, no per-object metadata |
+//! | [`sizeclass`] | general allocation, fast: 40 size classes, slabs from chunks | O(1) alloc/free; up to 20% internal waste |
+//! | [`freelist`] | general allocation, tight, and the placement experiment: boundary tags, first/next/best fit | O(1) free; alloc O(free blocks) |
+//! | [`global`] | running a whole program on `freelist` or `sizeclass` (`#[global_allocator]`) | one lock per call |
+//! | [`heap`] | where the general heaps get memory: chunks, a caller's buffer, a reservation | — |
 //! | [`chunk`] | where the others get memory: fixed-size chunks from reserved regions | a lock per chunk |
 //! | [`os`] | reserve / commit / decommit / protect pages | system calls |
 //! | [`guard`] | debug guards (the `guard` feature): guard pages, poison, canaries, double free | debug only |
@@ -23,6 +27,11 @@
 //! let pool: Pool<[u64; 8]> = Pool::new(16)?;
 //! let block = pool.alloc([7; 8])?;
 //! assert_eq!(block[3], 7);
+//!
+//! let heap = allockit::SizeClass::new();
+//! let mut names = allocator_api2::vec::Vec::new_in(&heap);
+//! names.push("any size, any order");
+//! assert_eq!(heap.stats().allocations, 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -30,13 +39,21 @@
 
 pub mod arena;
 pub mod chunk;
+pub mod freelist;
+pub mod global;
 pub mod guard;
+pub mod heap;
 pub mod os;
 pub mod pool;
 mod region;
+pub mod sizeclass;
 pub mod stats;
 
 pub use arena::{Arena, ArenaError, Escaped, FixedArena};
 pub use chunk::{Chunk, ChunkConfig, ChunkError, ChunkSource, ChunkStats};
+pub use freelist::{FreeList, FreeOrder, FreeStats, HeapCorruption, Placement};
+pub use global::{GlobalFreeList, GlobalSizeClass};
+pub use heap::{BufferSource, HeapError, Reservation, Span, SpanSource};
 pub use pool::{Pool, PoolBox, PoolError, RawPool};
+pub use sizeclass::{ClassStats, SizeClass};
 pub use stats::Stats;

@@ -1,0 +1,872 @@
+//! The boundary-tag engine under [`super::FreeList`]: block layout, the explicit free
+//! list, placement, split, coalesce, segments and the heap walk of `check`.
+//!
+//! Everything here works on raw addresses and trusts its caller (the `FreeList` front,
+//! which owns the memory and serialises access). The layout, written once:
+//!
+//! ```text
+//! segment:  | Segment (32) | prologue (8) | block | block | ... | block | epilogue (8) |
+//! block:    | header (8) | payload ............................ | footer (8) |
+//! free:     | header (8) | prev (8) | next (8) | ............... | footer (8) |
+//! ```
+//!
+//! * A block starts 8 bytes below a 16-byte boundary, so every payload is 16-aligned;
+//!   block sizes are multiples of 16, at least [`MIN_BLOCK`]. The header and the footer
+//!   hold the same word: the block size with [`IN_USE`] in bit 0.
+//! * The prologue (a footer) and the epilogue (a header) are "in use, size 0": they stop
+//!   coalescing at the ends of a segment without a bounds check.
+//! * Invariants (what [`Blocks::check`] verifies): header == footer for every block; no two
+//!   free blocks are adjacent; the free list holds exactly the free blocks, with
+//!   consistent back links; block sizes add up to each segment; the counters match.
+
+use core::ptr;
+
+use crate::heap::Span;
+
+/// Bytes of a header or footer word.
+pub(super) const WORD: usize = size_of::<usize>();
+/// Payload alignment and block-size granularity.
+pub(super) const ALIGN: usize = 16;
+/// Header and footer together.
+pub(super) const OVERHEAD: usize = 2 * WORD;
+/// The smallest block: header, two free-list links, footer. A remainder smaller than this
+/// is not split off.
+pub(super) const MIN_BLOCK: usize = 32;
+/// Bit 0 of a tag: the block is handed out (or is a sentinel).
+const IN_USE: usize = 1;
+/// Bit 1 of a header: set on free blocks while `check` walks the free list.
+const LISTED: usize = 2;
+const FLAGS: usize = ALIGN - 1;
+/// Offset of the first block from the segment start: the header, then the prologue.
+const FIRST_BLOCK: usize = size_of::<Segment>() + WORD;
+/// Bytes a segment needs beyond its blocks: header, prologue, epilogue, alignment slack.
+pub(super) const SEGMENT_OVERHEAD: usize = FIRST_BLOCK + WORD + ALIGN;
+
+/// The block size (tags included) that holds `size` payload bytes.
+#[inline]
+pub(super) fn block_size_for(size: usize) -> usize {
+    // `size` comes from a `Layout`, so it is at most isize::MAX and this cannot overflow.
+    ((size + OVERHEAD + ALIGN - 1) & !FLAGS).max(MIN_BLOCK)
+}
+
+/// The placement policy: which free block serves a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Placement {
+    /// The first block on the free list that fits. The list is LIFO, so this is the
+    /// most recently freed block that fits: fast, warm in cache.
+    #[default]
+    FirstFit,
+    /// Like first fit, but each search starts where the previous one stopped (a roving
+    /// pointer): spreads allocations over the heap.
+    NextFit,
+    /// The smallest block that fits, found by walking the whole free list (stops early on
+    /// an exact fit): least waste, highest cost.
+    BestFit,
+}
+
+impl Placement {
+    /// Every policy, in a stable order.
+    pub const ALL: [Placement; 3] = [Placement::FirstFit, Placement::NextFit, Placement::BestFit];
+
+    /// A short name: `first-fit`, `next-fit` or `best-fit`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Placement::FirstFit => "first-fit",
+            Placement::NextFit => "next-fit",
+            Placement::BestFit => "best-fit",
+        }
+    }
+}
+
+/// Where a freed block joins the free list (the second half of a placement policy: first
+/// fit over a LIFO list and over a FIFO list fragment very differently).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum FreeOrder {
+    /// At the head: the most recently freed block is tried first, warm in cache. Fast;
+    /// fragments more (freed holes of every size crowd the front).
+    #[default]
+    Lifo,
+    /// At the tail: the oldest free block is tried first. Johnstone and Wilson (1998) found
+    /// FIFO first fit about as tight as address-ordered first fit, at O(1) insertion;
+    /// searches are longer.
+    Fifo,
+}
+
+/// A heap invariant that [`super::FreeList::check`] found broken. Addresses are plain
+/// numbers so that the error can travel anywhere.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeapCorruption {
+    /// A block's header and footer differ.
+    #[error("block {block:#x}: header {header:#x} differs from footer {footer:#x}")]
+    TagMismatch {
+        /// The block's address.
+        block: usize,
+        /// The header word.
+        header: usize,
+        /// The footer word.
+        footer: usize,
+    },
+    /// A block's size is malformed or runs past its segment.
+    #[error("block {block:#x}: size {size} is not a multiple of 16 of at least 32 inside its segment")]
+    BadSize {
+        /// The block's address.
+        block: usize,
+        /// The size it claims.
+        size: usize,
+    },
+    /// Two neighbours are both free: a coalesce was missed.
+    #[error("blocks {first:#x} and {second:#x} are neighbours and both free")]
+    AdjacentFree {
+        /// The lower block.
+        first: usize,
+        /// The upper block.
+        second: usize,
+    },
+    /// A free block is missing from the free list.
+    #[error("free block {block:#x} is not on the free list")]
+    FreeNotListed {
+        /// The block's address.
+        block: usize,
+    },
+    /// The free list holds something that is not a free block of this heap.
+    #[error("free-list entry {block:#x} is not a free block of this heap")]
+    StrayListEntry {
+        /// The entry's address.
+        block: usize,
+    },
+    /// A free-list back link does not point to the previous entry.
+    #[error("free-list link broken at {block:#x}")]
+    BrokenLink {
+        /// The entry whose back link is wrong.
+        block: usize,
+    },
+    /// The free list is longer than the free-block counter (a cycle, or a lost count).
+    #[error("the free list holds {listed} entries, the counter says {counted}")]
+    FreeCount {
+        /// Entries walked.
+        listed: usize,
+        /// The counter.
+        counted: usize,
+    },
+    /// The free-byte counter disagrees with the walk.
+    #[error("free blocks add up to {walked} bytes, the counter says {counted}")]
+    FreeBytes {
+        /// Bytes found by the walk.
+        walked: usize,
+        /// The counter.
+        counted: usize,
+    },
+    /// A segment's blocks do not add up to the segment, or a sentinel is damaged.
+    #[error("segment {segment:#x}: blocks add up to {walked} bytes, the segment holds {expected}")]
+    SegmentSize {
+        /// The segment's address.
+        segment: usize,
+        /// Bytes of blocks walked.
+        walked: usize,
+        /// Bytes the segment has room for.
+        expected: usize,
+    },
+    /// Segments add up to a different footprint than the counter says.
+    #[error("segments hold {walked} bytes, the footprint counter says {counted}")]
+    Footprint {
+        /// Bytes of the segments' spans.
+        walked: usize,
+        /// The counter.
+        counted: usize,
+    },
+    /// A pointer given to free or realloc is not a block in use (a double free, or a
+    /// pointer this heap never handed out).
+    #[error("{ptr:#x} is not a block in use (double free or foreign pointer)")]
+    NotInUse {
+        /// The pointer.
+        ptr: usize,
+    },
+}
+
+/// The header of a segment: one span taken from the source.
+#[repr(C)]
+struct Segment {
+    next: *mut Segment,
+    prev: *mut Segment,
+    span: *mut u8,
+    span_len: usize,
+}
+
+/// The links at the start of a free block's payload.
+#[repr(C)]
+struct Links {
+    prev: *mut u8,
+    next: *mut u8,
+}
+
+#[inline(always)]
+unsafe fn tag(block: *mut u8) -> usize {
+    // SAFETY: the caller passes the address of a block (or sentinel) of a live segment.
+    unsafe { block.cast::<usize>().read() }
+}
+
+#[inline(always)]
+unsafe fn size_of_block(block: *mut u8) -> usize {
+    // SAFETY: forwarded.
+    unsafe { tag(block) & !FLAGS }
+}
+
+#[inline(always)]
+unsafe fn is_free(block: *mut u8) -> bool {
+    // SAFETY: forwarded.
+    unsafe { tag(block) & IN_USE == 0 }
+}
+
+#[inline(always)]
+unsafe fn set_tags(block: *mut u8, size: usize, in_use: bool) {
+    let word = size | in_use as usize;
+    // SAFETY: the caller owns [block, block + size) inside a segment.
+    unsafe {
+        block.cast::<usize>().write(word);
+        block.add(size - WORD).cast::<usize>().write(word);
+    }
+}
+
+#[inline(always)]
+unsafe fn links(block: *mut u8) -> *mut Links {
+    // SAFETY: a free block is at least MIN_BLOCK long, so its links fit after the header.
+    unsafe { block.add(WORD).cast::<Links>() }
+}
+
+fn segment_end(segment: *mut Segment) -> *mut u8 {
+    // SAFETY: read by callers only for live segments.
+    let (span, len) = unsafe { ((*segment).span, (*segment).span_len) };
+    span.wrapping_add(len).map_addr(|a| a & !FLAGS)
+}
+
+/// The blocks of a heap: the free list, the segments and the counters.
+///
+/// Invariant: every segment in `segments` is a span this heap owns, laid out as in the
+/// module docs; `free_head`..`free_tail` is the free list of exactly its free blocks, in
+/// the order `push_free` describes; `rover` is null or on the free list.
+pub(super) struct Blocks {
+    free_head: *mut u8,
+    free_tail: *mut u8,
+    rover: *mut u8,
+    segments: *mut Segment,
+    pub(super) placement: Placement,
+    pub(super) order: FreeOrder,
+    pub(super) free_bytes: usize,
+    pub(super) free_blocks: usize,
+    pub(super) segment_count: usize,
+    pub(super) footprint: usize,
+    pub(super) peak_footprint: usize,
+}
+
+impl Blocks {
+    pub(super) const fn new(placement: Placement, order: FreeOrder) -> Self {
+        Self {
+            free_head: ptr::null_mut(),
+            free_tail: ptr::null_mut(),
+            rover: ptr::null_mut(),
+            segments: ptr::null_mut(),
+            placement,
+            order,
+            free_bytes: 0,
+            free_blocks: 0,
+            segment_count: 0,
+            footprint: 0,
+            peak_footprint: 0,
+        }
+    }
+
+    /// Puts a free block on the list. A block that borders its segment's epilogue (the
+    /// wilderness) goes to the tail, so that holes are reused before fresh memory is cut
+    /// into (Wilson et al.'s wilderness preservation, which keeps first and next fit from
+    /// spreading over the whole segment). Others go to the head ([`FreeOrder::Lifo`]) or
+    /// to the tail, before a wilderness there ([`FreeOrder::Fifo`]).
+    #[inline(always)]
+    unsafe fn push_free(&mut self, block: *mut u8) {
+        // SAFETY: `block` is a free block of ours, off the list; the word after it, and
+        // after the tail block, is a block header or an epilogue.
+        unsafe {
+            let size = size_of_block(block);
+            self.free_bytes += size;
+            self.free_blocks += 1;
+            let tail = self.free_tail;
+            if tail.is_null() {
+                links(block).write(Links { prev: ptr::null_mut(), next: ptr::null_mut() });
+                self.free_head = block;
+                self.free_tail = block;
+                return;
+            }
+            let wilderness = tag(block.add(size)) == IN_USE;
+            if !wilderness && self.order == FreeOrder::Lifo {
+                links(block).write(Links { prev: ptr::null_mut(), next: self.free_head });
+                (*links(self.free_head)).prev = block;
+                self.free_head = block;
+                return;
+            }
+            if wilderness || tag(tail.add(size_of_block(tail))) != IN_USE {
+                links(block).write(Links { prev: tail, next: ptr::null_mut() });
+                (*links(tail)).next = block;
+                self.free_tail = block;
+                return;
+            }
+            let before = (*links(tail)).prev;
+            links(block).write(Links { prev: before, next: tail });
+            (*links(tail)).prev = block;
+            if before.is_null() {
+                self.free_head = block;
+            } else {
+                (*links(before)).next = block;
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn unlink_free(&mut self, block: *mut u8) {
+        // SAFETY: `block` is on the free list.
+        unsafe {
+            let Links { prev, next } = links(block).read();
+            if prev.is_null() {
+                self.free_head = next;
+            } else {
+                (*links(prev)).next = next;
+            }
+            if next.is_null() {
+                self.free_tail = prev;
+            } else {
+                (*links(next)).prev = prev;
+            }
+            if self.rover == block {
+                self.rover = next;
+            }
+            self.free_bytes -= size_of_block(block);
+        }
+        self.free_blocks -= 1;
+    }
+
+    /// Bytes to skip at the start of free block `block` (of `size` bytes) so that a block
+    /// of `need` bytes after them has a payload aligned to `align`; `None` if it won't fit.
+    #[inline(always)]
+    fn lead_for(block: *mut u8, size: usize, need: usize, align: usize) -> Option<usize> {
+        if align <= ALIGN {
+            return (size >= need).then_some(0);
+        }
+        let payload = block.addr() + WORD;
+        // A lead must be a whole free block, so skip at least MIN_BLOCK.
+        let lead = if payload.is_multiple_of(align) {
+            0
+        } else {
+            (payload + MIN_BLOCK).next_multiple_of(align) - payload
+        };
+        (size >= lead.checked_add(need)?).then_some(lead)
+    }
+
+    /// Finds a free block for `need` bytes aligned to `align`, by the placement policy.
+    /// Returns the block and the lead to skip.
+    #[inline]
+    unsafe fn find(&mut self, need: usize, align: usize) -> Option<(*mut u8, usize)> {
+        // SAFETY: every entry of the free list is a free block of a live segment, so
+        // reading its tag and its links is valid; the walks stop at the null end.
+        unsafe {
+            match self.placement {
+                Placement::FirstFit => {
+                    let mut block = self.free_head;
+                    while !block.is_null() {
+                        if let Some(lead) = Self::lead_for(block, size_of_block(block), need, align) {
+                            return Some((block, lead));
+                        }
+                        block = (*links(block)).next;
+                    }
+                    None
+                }
+                Placement::NextFit => {
+                    let start = if self.rover.is_null() { self.free_head } else { self.rover };
+                    let mut block = start;
+                    while !block.is_null() {
+                        if let Some(lead) = Self::lead_for(block, size_of_block(block), need, align) {
+                            return Some((block, lead));
+                        }
+                        block = (*links(block)).next;
+                        if block.is_null() && start != self.free_head {
+                            block = self.free_head;
+                        }
+                        if block == start {
+                            break;
+                        }
+                    }
+                    None
+                }
+                Placement::BestFit => {
+                    let mut best: Option<(*mut u8, usize, usize)> = None;
+                    let mut block = self.free_head;
+                    while !block.is_null() {
+                        let size = size_of_block(block);
+                        if let Some(lead) = Self::lead_for(block, size, need, align)
+                            && best.is_none_or(|(_, _, best_size)| size < best_size)
+                        {
+                            if size == need + lead {
+                                return Some((block, lead));
+                            }
+                            best = Some((block, lead, size));
+                        }
+                        block = (*links(block)).next;
+                    }
+                    best.map(|(block, lead, _)| (block, lead))
+                }
+            }
+        }
+    }
+
+    /// Allocates a block of `need` bytes (from [`block_size_for`]) whose payload is
+    /// aligned to `align`. Returns the payload, or `None` if no free block fits.
+    #[inline]
+    pub(super) unsafe fn allocate(&mut self, need: usize, align: usize) -> Option<*mut u8> {
+        // SAFETY: `find` returns a free block of ours with room for lead + need.
+        unsafe {
+            let (block, lead) = self.find(need, align)?;
+            Some(self.place(block, lead, need))
+        }
+    }
+
+    /// Carves `need` bytes out of free block `block` after skipping `lead` bytes. The lead
+    /// stays a free block in the block's place on the list; a tail of at least MIN_BLOCK
+    /// is split off as a free block (taking the block's place on the list when there is
+    /// no lead, as dlmalloc's "last remainder" does); a smaller tail stays in the block.
+    #[inline]
+    unsafe fn place(&mut self, block: *mut u8, lead: usize, need: usize) -> *mut u8 {
+        // SAFETY: `block` is a free block of ours with at least lead + need bytes; its
+        // neighbours are in use (no two free blocks are adjacent), so the pieces left free
+        // need no coalescing. Links are read before any tag write could touch them.
+        unsafe {
+            let size = size_of_block(block);
+            if lead > 0 {
+                set_tags(block, lead, false);
+                self.free_bytes -= size - lead;
+                let taken = block.add(lead);
+                let rest = size - lead;
+                if rest - need >= MIN_BLOCK {
+                    set_tags(taken, need, true);
+                    set_tags(taken.add(need), rest - need, false);
+                    self.push_free(taken.add(need));
+                } else {
+                    set_tags(taken, rest, true);
+                }
+                return taken.add(WORD);
+            }
+            if size - need >= MIN_BLOCK {
+                let rest = block.add(need);
+                let Links { prev, next } = links(block).read();
+                set_tags(rest, size - need, false);
+                links(rest).write(Links { prev, next });
+                if prev.is_null() {
+                    self.free_head = rest;
+                } else {
+                    (*links(prev)).next = rest;
+                }
+                if next.is_null() {
+                    self.free_tail = rest;
+                } else {
+                    (*links(next)).prev = rest;
+                }
+                // Next fit resumes in the remainder; but the wilderness nearly always
+                // fits, so after cutting into it the search wraps to the head, or next fit
+                // would never reuse a hole again.
+                let wilderness = tag(rest.add(size - need)) == IN_USE;
+                self.rover = if wilderness { ptr::null_mut() } else { rest };
+                self.free_bytes -= need;
+                set_tags(block, need, true);
+            } else {
+                let resume = (*links(block)).next;
+                self.unlink_free(block);
+                self.rover = resume;
+                set_tags(block, size, true);
+            }
+            block.add(WORD)
+        }
+    }
+
+    /// Checks that `payload` is a block in use whose tags agree (the guard build's
+    /// double-free and corruption check).
+    pub(super) unsafe fn validate_in_use(&self, payload: *mut u8) -> Result<(), HeapCorruption> {
+        // SAFETY: the caller passes a pointer it got from this heap; reading the words
+        // around it stays inside the segment even if the block was freed since.
+        unsafe {
+            let block = payload.sub(WORD);
+            let header = tag(block);
+            if header & IN_USE == 0 {
+                return Err(HeapCorruption::NotInUse { ptr: payload.addr() });
+            }
+            let footer = tag(block.add(header & !FLAGS).sub(WORD));
+            if footer != header {
+                return Err(HeapCorruption::TagMismatch { block: block.addr(), header, footer });
+            }
+        }
+        Ok(())
+    }
+
+    /// The payload bytes of the block in use at `payload`.
+    #[inline]
+    pub(super) unsafe fn payload_capacity(payload: *mut u8) -> usize {
+        // SAFETY: the caller passes a payload of a block in use.
+        unsafe { size_of_block(payload.sub(WORD)) - OVERHEAD }
+    }
+
+    /// Frees the block at `payload`, coalescing with free neighbours on both sides.
+    /// Returns the resulting free block and its size.
+    #[inline]
+    pub(super) unsafe fn free(&mut self, payload: *mut u8) -> (*mut u8, usize) {
+        // SAFETY: `payload` is a block in use of ours; its neighbours' tags are readable
+        // (sentinels bound every segment).
+        unsafe {
+            let mut block = payload.sub(WORD);
+            let mut size = size_of_block(block);
+            let next = block.add(size);
+            let previous_footer = block.sub(WORD).cast::<usize>().read();
+            if previous_footer & IN_USE == 0 {
+                let previous_size = previous_footer & !FLAGS;
+                block = block.sub(previous_size);
+                self.unlink_free(block);
+                size += previous_size;
+            }
+            if is_free(next) {
+                let next_size = size_of_block(next);
+                self.unlink_free(next);
+                size += next_size;
+            }
+            set_tags(block, size, false);
+            self.push_free(block);
+            (block, size)
+        }
+    }
+
+    /// Resizes the block at `payload` in place to `need` bytes: shrinks (splitting off the
+    /// tail when it is at least MIN_BLOCK) or grows into a free next neighbour. Returns
+    /// false, changing nothing, when it cannot.
+    #[inline]
+    pub(super) unsafe fn resize_in_place(&mut self, payload: *mut u8, need: usize) -> bool {
+        // SAFETY: `payload` is a block in use of ours; its next neighbour's tag is readable.
+        unsafe {
+            let block = payload.sub(WORD);
+            let size = size_of_block(block);
+            if need <= size {
+                if size - need >= MIN_BLOCK {
+                    set_tags(block, need, true);
+                    let mut rest = size - need;
+                    let next = block.add(size);
+                    if is_free(next) {
+                        rest += size_of_block(next);
+                        self.unlink_free(next);
+                    }
+                    set_tags(block.add(need), rest, false);
+                    self.push_free(block.add(need));
+                }
+                return true;
+            }
+            let next = block.add(size);
+            if !is_free(next) {
+                return false;
+            }
+            let total = size + size_of_block(next);
+            if total < need {
+                return false;
+            }
+            self.unlink_free(next);
+            if total - need >= MIN_BLOCK {
+                set_tags(block, need, true);
+                set_tags(block.add(need), total - need, false);
+                self.push_free(block.add(need));
+            } else {
+                set_tags(block, total, true);
+            }
+            true
+        }
+    }
+
+    /// Adds a span as a segment (or, when `join` allows and the span starts where the
+    /// newest segment ends, extends that segment). Returns false if the span is too small
+    /// to hold a block.
+    pub(super) unsafe fn add_span(&mut self, span: &Span, join: bool) -> bool {
+        let start = span.as_ptr().as_ptr();
+        let len = span.len();
+        let newest = self.segments;
+        if join && !newest.is_null() && segment_end(newest) == start && start.addr().is_multiple_of(ALIGN) {
+            // SAFETY: the span directly follows our newest segment and is ours now.
+            unsafe { self.extend_segment(newest, start, len) };
+            return true;
+        }
+        let segment_addr = start.addr().next_multiple_of(ALIGN);
+        let end = start.addr().saturating_add(len) & !FLAGS;
+        if end < segment_addr + FIRST_BLOCK + MIN_BLOCK + WORD {
+            return false;
+        }
+        let segment = start.with_addr(segment_addr).cast::<Segment>();
+        // SAFETY: [segment, end) lies in the span, which is ours; the layout follows the
+        // module docs.
+        unsafe {
+            segment.write(Segment { next: self.segments, prev: ptr::null_mut(), span: start, span_len: len });
+            if !self.segments.is_null() {
+                (*self.segments).prev = segment;
+            }
+            let first = segment.cast::<u8>().add(FIRST_BLOCK);
+            first.sub(WORD).cast::<usize>().write(IN_USE);
+            let epilogue = start.with_addr(end - WORD);
+            epilogue.cast::<usize>().write(IN_USE);
+            set_tags(first, epilogue.addr() - first.addr(), false);
+            self.push_free(first);
+        }
+        self.segments = segment;
+        self.segment_count += 1;
+        self.footprint += len;
+        self.peak_footprint = self.peak_footprint.max(self.footprint);
+        true
+    }
+
+    /// Turns the old epilogue of `segment` into a free block covering the new span, with
+    /// a new epilogue at its end, and coalesces it with a free last block.
+    unsafe fn extend_segment(&mut self, segment: *mut Segment, start: *mut u8, len: usize) {
+        // SAFETY: the old epilogue sits at start - WORD, inside our segment; the new span
+        // follows it directly and is ours.
+        unsafe {
+            let old_epilogue = start.sub(WORD);
+            (*segment).span_len += len;
+            let new_end = segment_end(segment);
+            let new_epilogue = new_end.sub(WORD);
+            new_epilogue.cast::<usize>().write(IN_USE);
+            let mut block = old_epilogue;
+            let mut size = new_epilogue.addr() - old_epilogue.addr();
+            let previous_footer = block.sub(WORD).cast::<usize>().read();
+            if previous_footer & IN_USE == 0 {
+                let previous_size = previous_footer & !FLAGS;
+                block = block.sub(previous_size);
+                self.unlink_free(block);
+                size += previous_size;
+            }
+            set_tags(block, size, false);
+            self.push_free(block);
+        }
+        self.footprint += len;
+        self.peak_footprint = self.peak_footprint.max(self.footprint);
+    }
+
+    /// If free block `block` covers its whole segment and another segment remains, takes
+    /// the segment out of the heap and returns its span for the caller to give back.
+    pub(super) unsafe fn release_if_empty(&mut self, block: *mut u8, size: usize) -> Option<Span> {
+        if self.segment_count <= 1 {
+            return None;
+        }
+        // SAFETY: `block` is a free block of ours; the words before and after it are the
+        // neighbours' tags or sentinels.
+        unsafe {
+            let after_prologue = block.sub(WORD).cast::<usize>().read() == IN_USE;
+            let before_epilogue = tag(block.add(size)) == IN_USE;
+            if !(after_prologue && before_epilogue) {
+                return None;
+            }
+            self.unlink_free(block);
+            let segment = block.sub(FIRST_BLOCK).cast::<Segment>();
+            let Segment { next, prev, span, span_len } = segment.read();
+            if prev.is_null() {
+                self.segments = next;
+            } else {
+                (*prev).next = next;
+            }
+            if !next.is_null() {
+                (*next).prev = prev;
+            }
+            self.segment_count -= 1;
+            self.footprint -= span_len;
+            Some(Span::new(ptr::NonNull::new_unchecked(span), span_len))
+        }
+    }
+
+    /// Takes every segment out of the heap, returning their spans (for drop).
+    pub(super) fn take_all_spans(&mut self) -> impl Iterator<Item = Span> {
+        let mut segment = core::mem::replace(&mut self.segments, ptr::null_mut());
+        *self = Self::new(self.placement, self.order);
+        core::iter::from_fn(move || {
+            if segment.is_null() {
+                return None;
+            }
+            // SAFETY: the list was ours and is now detached; each header is read once.
+            let Segment { next, span, span_len, .. } = unsafe { segment.read() };
+            segment = next;
+            // SAFETY: the span was handed to us by the source and is not used any more.
+            Some(unsafe { Span::new(ptr::NonNull::new_unchecked(span), span_len) })
+        })
+    }
+
+    /// The largest free block, by walking the free list.
+    pub(super) fn largest_free(&self) -> usize {
+        let mut largest = 0;
+        let mut block = self.free_head;
+        while !block.is_null() {
+            // SAFETY: free-list entries are free blocks of live segments.
+            unsafe {
+                largest = largest.max(size_of_block(block));
+                block = (*links(block)).next;
+            }
+        }
+        largest
+    }
+
+    fn segment_containing(&self, block: *mut u8) -> bool {
+        let mut segment = self.segments;
+        while !segment.is_null() {
+            let first = segment.cast::<u8>().wrapping_add(FIRST_BLOCK);
+            let epilogue = segment_end(segment).wrapping_sub(WORD);
+            if block >= first && block < epilogue {
+                return true;
+            }
+            // SAFETY: a live segment header.
+            segment = unsafe { (*segment).next };
+        }
+        false
+    }
+
+    /// Walks the free list and every segment and verifies every invariant.
+    pub(super) fn check(&mut self) -> Result<(), HeapCorruption> {
+        let listed = self.mark_listed()?;
+        let walked = self.walk_segments();
+        if walked.is_err() {
+            // The segment walk stopped early: clear the marks it did not reach. The list
+            // walk verified `listed` entries, so walking that far again is safe.
+            self.clear_marks(listed);
+        }
+        walked
+    }
+
+    /// Walks the free list, verifying each entry and marking its header LISTED. Returns
+    /// the number of entries.
+    fn mark_listed(&mut self) -> Result<usize, HeapCorruption> {
+        let mut listed = 0;
+        let mut previous = ptr::null_mut();
+        let mut block = self.free_head;
+        while !block.is_null() {
+            if listed == self.free_blocks {
+                self.clear_marks(listed);
+                return Err(HeapCorruption::FreeCount { listed: listed + 1, counted: self.free_blocks });
+            }
+            if !block.addr().is_multiple_of(WORD) || !self.segment_containing(block) {
+                self.clear_marks(listed);
+                return Err(HeapCorruption::StrayListEntry { block: block.addr() });
+            }
+            // SAFETY: the entry lies inside one of our segments, so its words are readable.
+            unsafe {
+                let header = tag(block);
+                let size = header & !FLAGS;
+                if header & (IN_USE | LISTED) != 0
+                    || size < MIN_BLOCK
+                    || !self.segment_containing(block.wrapping_add(size - WORD))
+                {
+                    self.clear_marks(listed);
+                    return Err(HeapCorruption::StrayListEntry { block: block.addr() });
+                }
+                let footer = tag(block.add(size - WORD));
+                if footer != header {
+                    self.clear_marks(listed);
+                    return Err(HeapCorruption::TagMismatch { block: block.addr(), header, footer });
+                }
+                let Links { prev, next } = links(block).read();
+                if prev != previous {
+                    self.clear_marks(listed);
+                    return Err(HeapCorruption::BrokenLink { block: block.addr() });
+                }
+                block.cast::<usize>().write(header | LISTED);
+                previous = block;
+                block = next;
+            }
+            listed += 1;
+        }
+        if listed != self.free_blocks {
+            self.clear_marks(listed);
+            return Err(HeapCorruption::FreeCount { listed, counted: self.free_blocks });
+        }
+        if previous != self.free_tail {
+            self.clear_marks(listed);
+            return Err(HeapCorruption::BrokenLink { block: self.free_tail.addr() });
+        }
+        Ok(listed)
+    }
+
+    fn clear_marks(&mut self, entries: usize) {
+        let mut block = self.free_head;
+        for _ in 0..entries {
+            if block.is_null() {
+                break;
+            }
+            // SAFETY: `mark_listed` verified these first `entries` entries.
+            unsafe {
+                block.cast::<usize>().write(tag(block) & !LISTED);
+                block = (*links(block)).next;
+            }
+        }
+    }
+
+    /// Walks every segment block by block, clearing the LISTED marks as it goes.
+    fn walk_segments(&mut self) -> Result<(), HeapCorruption> {
+        let mut free_bytes = 0;
+        let mut free_blocks = 0;
+        let mut footprint = 0;
+        let mut segment = self.segments;
+        while !segment.is_null() {
+            let first = segment.cast::<u8>().wrapping_add(FIRST_BLOCK);
+            let epilogue = segment_end(segment).wrapping_sub(WORD);
+            let expected = epilogue.addr() - first.addr();
+            // SAFETY: the sentinels and every block header/footer lie inside the segment;
+            // each size is checked before it is used to find the next block.
+            unsafe {
+                if first.sub(WORD).cast::<usize>().read() != IN_USE || tag(epilogue) != IN_USE {
+                    return Err(HeapCorruption::SegmentSize { segment: segment.addr(), walked: 0, expected });
+                }
+                let mut block = first;
+                let mut previous_free: Option<*mut u8> = None;
+                while block < epilogue {
+                    let header = tag(block);
+                    let size = header & !FLAGS;
+                    if size < MIN_BLOCK
+                        || !size.is_multiple_of(ALIGN)
+                        || size > epilogue.addr() - block.addr()
+                    {
+                        return Err(HeapCorruption::BadSize { block: block.addr(), size });
+                    }
+                    let footer = tag(block.add(size - WORD));
+                    if footer != header & !LISTED {
+                        return Err(HeapCorruption::TagMismatch { block: block.addr(), header, footer });
+                    }
+                    if header & IN_USE == 0 {
+                        if header & LISTED == 0 {
+                            return Err(HeapCorruption::FreeNotListed { block: block.addr() });
+                        }
+                        block.cast::<usize>().write(header & !LISTED);
+                        if let Some(previous) = previous_free {
+                            return Err(HeapCorruption::AdjacentFree {
+                                first: previous.addr(),
+                                second: block.addr(),
+                            });
+                        }
+                        previous_free = Some(block);
+                        free_bytes += size;
+                        free_blocks += 1;
+                    } else {
+                        previous_free = None;
+                    }
+                    block = block.add(size);
+                }
+                if block != epilogue {
+                    let walked = block.addr() - first.addr();
+                    return Err(HeapCorruption::SegmentSize { segment: segment.addr(), walked, expected });
+                }
+                footprint += (*segment).span_len;
+                segment = (*segment).next;
+            }
+        }
+        if free_blocks != self.free_blocks {
+            return Err(HeapCorruption::FreeCount { listed: free_blocks, counted: self.free_blocks });
+        }
+        if free_bytes != self.free_bytes {
+            return Err(HeapCorruption::FreeBytes { walked: free_bytes, counted: self.free_bytes });
+        }
+        if footprint != self.footprint {
+            return Err(HeapCorruption::Footprint { walked: footprint, counted: self.footprint });
+        }
+        Ok(())
+    }
+}

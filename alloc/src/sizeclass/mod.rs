@@ -1,0 +1,588 @@
+//! A segregated-fit heap: requests are rounded up to one of 40 size classes, and each
+//! class has its own free list fed by slabs carved from chunks.
+//!
+//! **What it is for.** General allocation where speed matters more than the last bytes:
+//! the design of every modern malloc's small-object path (jemalloc's bins, mimalloc's
+//! pages, tcmalloc's size classes). A request maps to its class by arithmetic (a
+//! leading-zero count, a shift, an add: no search), pops the head of that class's free
+//! list, and is done; a free pushes the block back. Both are O(1) whatever the heap holds.
+//!
+//! **Classes.** Eight classes 8 bytes apart up to 64, then four classes per doubling, a
+//! quarter of the power of two apart, up to 16 KiB:
+//!
+//! | classes | spacing | worst-case waste (share of the block) |
+//! |---|---|---|
+//! | 8, 16, 24, 32, 40, 48, 56, 64 | 8 | 7 bytes (87.5% for 1 byte, 21.9% for 25 → 32, 10.9% for 57 → 64) |
+//! | 80, 96, 112, 128 | 16 | 18.8% (65 → 80) |
+//! | 160, 192, 224, 256 | 32 | 19.4% (129 → 160) |
+//! | 320, 384, 448, 512 | 64 | 19.7% |
+//! | 640 … 1024, 1280 … 2048, 2560 … 4096, 5120 … 8192 | a quarter of the power of two below | 19.8% … 19.99% |
+//! | 10240, 12288, 14336, 16384 | 2048 | 19.99% (8193 → 10240) |
+//!
+//! So no request above 32 bytes wastes a fifth of its block (the bound is `(2^k − 1) /
+//! (5·2^k)`: one byte past a power of two lands in the next class, a quarter of it
+//! higher); for sizes spread evenly the waste averages about 8%. Over-aligned requests
+//! (16 to 4096) take the first class that is a multiple of the alignment. [`ClassStats`]
+//! reports what a workload really wastes, class by class.
+//!
+//! **Slabs.** A class whose free list is empty takes a slab of about 4 KiB (at least four
+//! blocks, so 8 KiB for the 2 KiB class and up to 48 KiB for the largest) and carves
+//! blocks from it lazily, like [`crate::pool`]. Slabs are cut one after another from the
+//! heap's current chunk, so a class that is barely used costs a few kilobytes, not a
+//! chunk (jemalloc sizes its slabs the same way); a slab starts at the alignment of its
+//! class, so every block is aligned to the lowest set bit of its class size (up to 4096).
+//! When the chunk cannot hold another block of the class, the heap takes the next chunk;
+//! a small trailer at the end of each chunk links them for `Drop`.
+//!
+//! **Large requests** (above 16 KiB, or aligned above 4096) go to a best-fit
+//! [`FreeList`] on the same kind of source: they are rare, and best fit keeps them tight.
+//!
+//! **What it cannot do.** Give a slab back before the heap drops: blocks of all the slabs
+//! of a class share one free list, so the memory a class once needed stays with it (a
+//! burst of 1 MB of 64-byte objects keeps 1 MB of 64-byte blocks). Internal fragmentation
+//! is the price of O(1): up to a fifth of each block. Not thread safe
+//! ([`crate::global::GlobalSizeClass`] adds a lock); no per-thread caches.
+//!
+//! **Complexity.** Small alloc and free O(1); a new slab O(1) (a bump in the current
+//! chunk, now and then a chunk-source call); large requests as [`FreeList`].
+//!
+//! **Debug support** (`guard` feature): freed blocks are poisoned, and a recycled block
+//! whose poison was disturbed panics ("write after free"); chunks from the chunk source
+//! end in guard pages, so a run past the last slab of a chunk faults.
+//!
+//! ```
+//! use core::alloc::Layout;
+//! use allockit::sizeclass::SizeClass;
+//!
+//! let heap = SizeClass::new();
+//! let layout = Layout::from_size_align(100, 8)?; // served by the 112-byte class
+//! let block = heap.alloc(layout)?;
+//! // SAFETY: allocated above with this layout, not used afterwards.
+//! unsafe { heap.free(block, layout) };
+//! let class = heap.class_stats()[allockit::sizeclass::class_of(100, 8).unwrap()];
+//! assert_eq!((class.class_size, class.requests, class.requested_bytes), (112, 1, 100));
+//!
+//! let mut names = allocator_api2::vec::Vec::new_in(&heap);
+//! names.push("size classes");
+//! assert_eq!(names.len(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod classes;
+#[cfg(test)]
+mod tests;
+
+use core::alloc::Layout;
+use core::cell::UnsafeCell;
+use core::ptr::{self, NonNull};
+use std::sync::Arc;
+
+use allocator_api2::alloc::{AllocError, Allocator};
+
+use crate::chunk::{ChunkError, ChunkSource};
+use crate::freelist::{FreeList, Placement};
+use crate::guard;
+use crate::heap::{HeapError, SpanSource};
+use crate::stats::Stats;
+
+pub use classes::{CLASS_COUNT, CLASS_SIZES, MAX_SMALL, MAX_SMALL_ALIGN, class_of};
+
+/// Counters of one size class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClassStats {
+    /// Bytes per block of the class.
+    pub class_size: usize,
+    /// Slabs the class holds.
+    pub slabs: usize,
+    /// Allocations served (resizes within the class are not counted).
+    pub requests: u64,
+    /// Blocks given back.
+    pub frees: u64,
+    /// Bytes those allocations asked for.
+    pub requested_bytes: u64,
+}
+
+impl ClassStats {
+    /// Blocks handed out and not given back.
+    pub fn live_blocks(&self) -> u64 {
+        self.requests - self.frees
+    }
+
+    /// Bytes handed out: requests × class size.
+    pub fn handed_out_bytes(&self) -> u64 {
+        self.requests * self.class_size as u64
+    }
+
+    /// Internal fragmentation: the share of handed-out bytes nobody asked for.
+    pub fn internal_fragmentation(&self) -> f64 {
+        let handed_out = self.handed_out_bytes();
+        if handed_out == 0 { 0.0 } else { 1.0 - self.requested_bytes as f64 / handed_out as f64 }
+    }
+}
+
+/// A free block: its first word links to the next free block of its class.
+struct FreeBlock {
+    next: *mut FreeBlock,
+}
+
+/// The end of every chunk the heap holds: links the chunks for `Drop`.
+#[repr(C)]
+struct ChunkTrailer {
+    next: *mut ChunkTrailer,
+    span: *mut u8,
+    span_len: usize,
+}
+
+const TRAILER: usize = size_of::<ChunkTrailer>();
+
+/// Bytes a slab aims for.
+const SLAB_BYTES: usize = 4096;
+
+/// Blocks a slab holds at least (when its chunk has room for them).
+const MIN_BLOCKS_PER_SLAB: usize = 4;
+
+/// One class: its free list, the uncarved rest of its newest slab, its counters.
+#[derive(Clone, Copy)]
+struct Bin {
+    free: *mut FreeBlock,
+    carve: *mut u8,
+    carve_end: *mut u8,
+    size: usize,
+    requests: u64,
+    frees: u64,
+    requested_bytes: u64,
+    slabs: usize,
+}
+
+impl Bin {
+    const fn new(size: usize) -> Self {
+        Self {
+            free: ptr::null_mut(),
+            carve: ptr::null_mut(),
+            carve_end: ptr::null_mut(),
+            size,
+            requests: 0,
+            frees: 0,
+            requested_bytes: 0,
+            slabs: 0,
+        }
+    }
+}
+
+struct State {
+    bins: [Bin; CLASS_COUNT],
+    /// The chunks held, newest first.
+    chunks: *mut ChunkTrailer,
+    chunk_count: usize,
+    chunk_bytes: usize,
+    /// Where the next slab is cut from the newest chunk, and where that chunk's room ends.
+    slab_cursor: *mut u8,
+    slab_limit: *mut u8,
+    /// Live bytes asked for, small and large together.
+    live_bytes: usize,
+    high_water: usize,
+    /// Small allocations refused (the large heap counts its own).
+    failures: u64,
+}
+
+impl State {
+    #[inline(always)]
+    fn on_live_change(&mut self, grown: usize, shrunk: usize) {
+        self.live_bytes = self.live_bytes + grown - shrunk;
+        if self.live_bytes > self.high_water {
+            self.high_water = self.live_bytes;
+        }
+    }
+}
+
+/// A segregated-fit heap. See the module docs.
+///
+/// Invariant: `state` is only reached through `&self` methods that hold the borrow within
+/// one method and never across a call that could reach this heap again (sources and the
+/// large heap are other objects); the type is not `Sync`. Every block on a bin's free
+/// list, and every block between `carve` and `carve_end`, is a free block of that class
+/// inside one of the chunks linked from `chunks`; `slab_cursor..slab_limit` is the uncut
+/// room of the newest chunk.
+pub struct SizeClass<S: SpanSource = Arc<ChunkSource>> {
+    state: UnsafeCell<State>,
+    slab_source: S,
+    large: FreeList<S>,
+}
+
+// SAFETY: the heap exclusively owns its slabs and its large heap; moving it moves that
+// ownership. Memory handed out is borrowed from it or governed by the raw API's contract.
+unsafe impl<S: SpanSource + Send> Send for SizeClass<S> {}
+
+impl<S: SpanSource> core::fmt::Debug for SizeClass<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SizeClass").field("stats", &self.stats()).finish()
+    }
+}
+
+impl Default for SizeClass<Arc<ChunkSource>> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SizeClass<Arc<ChunkSource>> {
+    /// A heap on the process-wide default chunk source.
+    pub fn new() -> Self {
+        Self::with_source(Arc::clone(ChunkSource::global()))
+    }
+}
+
+impl<S: SpanSource + Clone> SizeClass<S> {
+    /// A heap whose slabs and large blocks both come from `source`.
+    pub fn with_source(source: S) -> Self {
+        Self::from_sources(source.clone(), source)
+    }
+}
+
+impl<S: SpanSource> SizeClass<S> {
+    /// A heap taking slabs from `slabs` and large blocks from `large`. It takes nothing
+    /// until the first allocation, so this is `const` (a static global allocator).
+    pub const fn from_sources(slabs: S, large: S) -> Self {
+        let mut bins = [Bin::new(0); CLASS_COUNT];
+        let mut class = 0;
+        while class < CLASS_COUNT {
+            bins[class] = Bin::new(CLASS_SIZES[class]);
+            class += 1;
+        }
+        Self {
+            state: UnsafeCell::new(State {
+                bins,
+                chunks: ptr::null_mut(),
+                chunk_count: 0,
+                chunk_bytes: 0,
+                slab_cursor: ptr::null_mut(),
+                slab_limit: ptr::null_mut(),
+                live_bytes: 0,
+                high_water: 0,
+                failures: 0,
+            }),
+            slab_source: slabs,
+            large: FreeList::with_source(large, Placement::BestFit),
+        }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    #[inline(always)]
+    fn state(&self) -> &mut State {
+        // SAFETY: see the type's invariant.
+        unsafe { &mut *self.state.get() }
+    }
+
+    /// Allocates a block for `layout`: uninitialised, aligned as asked (any power of two).
+    #[inline]
+    pub fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, HeapError> {
+        let Some(class) = class_of(layout.size(), layout.align()) else {
+            return self.alloc_large(layout);
+        };
+        let state = self.state();
+        let bin = &mut state.bins[class];
+        let block = if !bin.free.is_null() {
+            let block = bin.free;
+            // SAFETY: a free-list entry is a free block of this class; its first word links.
+            bin.free = unsafe { (*block).next };
+            // SAFETY: a whole block of this class, free until now.
+            unsafe { Self::on_recycle(block.cast(), bin.size) };
+            block.cast::<u8>()
+        } else if bin.carve != bin.carve_end {
+            let block = bin.carve;
+            // SAFETY: carve + size <= carve_end, inside the slab.
+            bin.carve = unsafe { block.add(bin.size) };
+            block
+        } else {
+            return self.alloc_from_new_slab(class, layout);
+        };
+        bin.requests += 1;
+        bin.requested_bytes += layout.size() as u64;
+        state.on_live_change(layout.size(), 0);
+        // SAFETY: blocks lie inside slabs, never at address 0.
+        Ok(unsafe { NonNull::new_unchecked(block) })
+    }
+
+    /// Cuts a slab for `class` from the current chunk (taking a new chunk when it has no
+    /// room for a block), then serves the request from it. Separate and cold: it runs once
+    /// per slab, and sometimes calls the source.
+    #[cold]
+    #[inline(never)]
+    fn alloc_from_new_slab(&self, class: usize, layout: Layout) -> Result<NonNull<u8>, HeapError> {
+        let size = CLASS_SIZES[class];
+        let align = classes::block_align(size);
+        let wanted = (SLAB_BYTES / size).max(MIN_BLOCKS_PER_SLAB);
+        let (mut start, mut blocks) = self.room_for(size, align);
+        if blocks == 0 {
+            self.take_chunk(layout)?;
+            (start, blocks) = self.room_for(size, align);
+            if blocks == 0 {
+                self.state().failures += 1;
+                let source = ChunkError::Exhausted { requested: size, reserved: self.state().chunk_bytes };
+                return Err(HeapError::Exhausted { requested: layout.size(), align: layout.align(), source });
+            }
+        }
+        let blocks = blocks.min(wanted);
+        let state = self.state();
+        let bin = &mut state.bins[class];
+        bin.carve = start;
+        bin.carve_end = start.wrapping_add(blocks * size);
+        bin.slabs += 1;
+        state.slab_cursor = bin.carve_end;
+        self.alloc(layout)
+    }
+
+    /// Where a slab of `size`-byte blocks aligned to `align` would start in the current
+    /// chunk, and how many blocks fit there.
+    fn room_for(&self, size: usize, align: usize) -> (*mut u8, usize) {
+        let state = self.state();
+        let cursor = state.slab_cursor;
+        let start = cursor.wrapping_add(cursor.align_offset(align));
+        let room = state.slab_limit.addr().saturating_sub(start.addr());
+        (start, if cursor.is_null() { 0 } else { room / size })
+    }
+
+    /// Takes a chunk from the slab source and makes it the current one.
+    fn take_chunk(&self, layout: Layout) -> Result<(), HeapError> {
+        let granule = self.slab_source.granule().max(MAX_SMALL + TRAILER);
+        let span = self.slab_source.take_span(granule).map_err(|source| {
+            self.state().failures += 1;
+            HeapError::Exhausted { requested: layout.size(), align: layout.align(), source }
+        })?;
+        let state = self.state();
+        let trailer = span.end().wrapping_sub(TRAILER).map_addr(|a| a & !(align_of::<ChunkTrailer>() - 1));
+        // SAFETY: the trailer lies at the end of the span, which is ours from now on.
+        unsafe {
+            trailer.cast::<ChunkTrailer>().write(ChunkTrailer {
+                next: state.chunks,
+                span: span.as_ptr().as_ptr(),
+                span_len: span.len(),
+            })
+        };
+        state.chunks = trailer.cast();
+        state.chunk_count += 1;
+        state.chunk_bytes += span.len();
+        state.slab_cursor = span.as_ptr().as_ptr();
+        state.slab_limit = trailer;
+        Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_large(&self, layout: Layout) -> Result<NonNull<u8>, HeapError> {
+        let block = self.large.alloc(layout)?;
+        self.state().on_live_change(layout.size(), 0);
+        Ok(block)
+    }
+
+    /// Frees a block.
+    ///
+    /// # Safety
+    /// `ptr` must come from this heap with `layout` (or the layout of its last realloc) and
+    /// not be used afterwards.
+    #[inline]
+    pub unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout) {
+        let Some(class) = class_of(layout.size(), layout.align()) else {
+            // SAFETY: forwarded: a large block of ours.
+            return unsafe { self.free_large(ptr, layout) };
+        };
+        let state = self.state();
+        let bin = &mut state.bins[class];
+        let block = ptr.as_ptr().cast::<FreeBlock>();
+        // SAFETY: the caller gives back a block of this class; its first word becomes the
+        // link.
+        unsafe {
+            Self::on_free(ptr.as_ptr(), bin.size);
+            block.write(FreeBlock { next: bin.free });
+        }
+        bin.free = block;
+        bin.frees += 1;
+        state.on_live_change(0, layout.size());
+    }
+
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_large(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded.
+        unsafe { self.large.free(ptr, layout) };
+        self.state().on_live_change(0, layout.size());
+    }
+
+    /// Poisons a freed block: the one place for the debug treatment of a free.
+    #[inline(always)]
+    unsafe fn on_free(block: *mut u8, size: usize) {
+        // SAFETY: the caller passes a whole block it gives up.
+        unsafe { guard::poison(block, size) };
+    }
+
+    /// Checks that a recycled block still holds its poison (past the link word).
+    #[inline(always)]
+    unsafe fn on_recycle(block: *mut u8, size: usize) {
+        if !guard::ENABLED {
+            return;
+        }
+        let link = size_of::<FreeBlock>();
+        // SAFETY: the block is a whole free block of `size` bytes.
+        let tail = unsafe { core::slice::from_raw_parts(block.add(link), size - link) };
+        if let Some(at) = tail.iter().position(|&b| b != guard::POISON_FREED) {
+            guard::fired(format_args!(
+                "write after free detected in size-class block {block:p} at offset {}",
+                link + at
+            ));
+        }
+    }
+
+    /// Resizes a block to `new_size` bytes, keeping `layout.align()`: in place when the
+    /// new size stays in the same class (or both are large and the large heap can), else
+    /// by moving it. On error the old block is untouched.
+    ///
+    /// # Safety
+    /// `ptr` must come from this heap with `layout`; after success only the returned
+    /// pointer may be used.
+    pub unsafe fn realloc(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> Result<NonNull<u8>, HeapError> {
+        let new_layout = Layout::from_size_align(new_size, layout.align())
+            .map_err(|_| HeapError::TooLarge { requested: new_size, align: layout.align() })?;
+        match (class_of(layout.size(), layout.align()), class_of(new_size, layout.align())) {
+            (Some(old), Some(new)) if old == new => {
+                self.state().on_live_change(new_size, layout.size());
+                Ok(ptr)
+            }
+            (None, None) => {
+                // SAFETY: forwarded: a large block of ours.
+                let moved = unsafe { self.large.realloc(ptr, layout, new_size) }?;
+                self.state().on_live_change(new_size, layout.size());
+                Ok(moved)
+            }
+            // SAFETY: forwarded.
+            _ => unsafe { self.move_to(ptr, layout, new_layout) },
+        }
+    }
+
+    /// Allocates for `new`, copies, frees the old block.
+    unsafe fn move_to(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<u8>, HeapError> {
+        let moved = self.alloc(new)?;
+        // SAFETY: distinct blocks, each holding at least the bytes copied; the old block is
+        // freed once.
+        unsafe {
+            ptr::copy_nonoverlapping(ptr.as_ptr(), moved.as_ptr(), old.size().min(new.size()));
+            self.free(ptr, old);
+        }
+        Ok(moved)
+    }
+
+    /// The counters in the common shape, small and large together. `live_bytes` and
+    /// `allocated_bytes` count the bytes asked for; `footprint_bytes` is the chunks plus the
+    /// large heap's segments.
+    pub fn stats(&self) -> Stats {
+        let large = self.large.stats();
+        let state = self.state();
+        let (requests, frees, requested) = state
+            .bins
+            .iter()
+            .fold((0, 0, 0), |(r, f, b), bin| (r + bin.requests, f + bin.frees, b + bin.requested_bytes));
+        Stats {
+            allocations: requests + large.allocations,
+            frees: frees + large.frees,
+            allocated_bytes: requested + large.allocated_bytes,
+            live_bytes: state.live_bytes,
+            footprint_bytes: state.chunk_bytes + large.footprint_bytes,
+            high_water_bytes: state.high_water,
+            chunks: state.chunk_count + large.chunks,
+            resets: 0,
+            failures: state.failures + large.failures,
+        }
+    }
+
+    /// The counters of every class (an array, so that reading them allocates nothing).
+    pub fn class_stats(&self) -> [ClassStats; CLASS_COUNT] {
+        self.state().bins.map(|bin| ClassStats {
+            class_size: bin.size,
+            slabs: bin.slabs,
+            requests: bin.requests,
+            frees: bin.frees,
+            requested_bytes: bin.requested_bytes,
+        })
+    }
+
+    /// Internal fragmentation over all small allocations so far: 1 − bytes requested /
+    /// bytes handed out.
+    pub fn internal_fragmentation(&self) -> f64 {
+        let (requested, handed_out) = self
+            .class_stats()
+            .iter()
+            .fold((0, 0), |(r, h), class| (r + class.requested_bytes, h + class.handed_out_bytes()));
+        if handed_out == 0 { 0.0 } else { 1.0 - requested as f64 / handed_out as f64 }
+    }
+
+    /// The large path's heap (its stats, its `check`).
+    pub fn large(&self) -> &FreeList<S> {
+        &self.large
+    }
+}
+
+impl<S: SpanSource> Drop for SizeClass<S> {
+    fn drop(&mut self) {
+        let mut trailer = self.state.get_mut().chunks;
+        while !trailer.is_null() {
+            // SAFETY: every trailer is the end of a chunk of ours; blocks still handed out
+            // through the raw API become dangling, which its contract forbids using.
+            unsafe {
+                let ChunkTrailer { next, span, span_len } = trailer.read();
+                trailer = next;
+                self.slab_source.give_back(crate::heap::Span::new(NonNull::new_unchecked(span), span_len));
+            }
+        }
+    }
+}
+
+// SAFETY: blocks stay valid until freed or until the heap drops (which needs it unborrowed);
+// they are aligned and sized as asked; grow/shrink keep the contents.
+unsafe impl<S: SpanSource> Allocator for SizeClass<S> {
+    #[inline]
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.alloc(layout)
+            .map(|ptr| NonNull::slice_from_raw_parts(ptr, layout.size()))
+            .map_err(|_| AllocError)
+    }
+
+    #[inline]
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { self.free(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn grow(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { self.resize(ptr, old, new) }
+    }
+
+    #[inline]
+    unsafe fn shrink(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { self.resize(ptr, old, new) }
+    }
+}
+
+impl<S: SpanSource> SizeClass<S> {
+    /// `Allocator::grow`/`shrink`: realloc when the alignment is unchanged, else a move.
+    ///
+    /// # Safety
+    /// `ptr` was allocated by this heap with `old`.
+    #[inline]
+    unsafe fn resize(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let resized = if new.align() == old.align() {
+            // SAFETY: forwarded.
+            unsafe { self.realloc(ptr, old, new.size()) }
+        } else {
+            // SAFETY: forwarded.
+            unsafe { self.move_to(ptr, old, new) }
+        };
+        resized.map(|p| NonNull::slice_from_raw_parts(p, new.size())).map_err(|_| AllocError)
+    }
+}
