@@ -8,6 +8,11 @@
 #[allow(dead_code, reason = "shared with examples/heaps_race.rs, which reads the footprints")]
 mod heaps_support;
 
+/// The harness runs on jemalloc, so that glibc's malloc (a contender, called directly as
+/// `__libc_malloc`) serves nothing but the measured trace.
+#[global_allocator]
+static HARNESS: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use std::time::Duration;
 

@@ -16,6 +16,11 @@
 #[path = "../benches/heaps_support/mod.rs"]
 mod heaps_support;
 
+/// The harness runs on jemalloc, so that glibc's malloc (a contender, called directly as
+/// `__libc_malloc`) serves nothing but the measured trace.
+#[global_allocator]
+static HARNESS: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::process::Command;
 
 use heaps_support::{Bench, Contender, Measurement, Start, Trace};

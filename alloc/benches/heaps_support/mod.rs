@@ -13,8 +13,9 @@
 //! * allockit's size classes: the chunks it holds (`Stats::footprint_bytes`);
 //! * jemalloc: growth of its `stats.resident`, after its caches were flushed and its
 //!   arenas purged;
-//! * glibc malloc (called as `__libc_malloc`, because jemalloc replaces `malloc` in this
-//!   binary, so glibc's arena serves nobody else): growth of `mallinfo2().arena + hblkhd`.
+//! * glibc malloc (called as `__libc_malloc`; the harness binaries run on jemalloc as their
+//!   global allocator, so glibc's arena serves nobody else): growth of
+//!   `mallinfo2().arena + hblkhd`.
 //!
 //! Allocators keep memory from one run to the next, so `heaps_race` measures footprints in
 //! a fresh process per contender and trace.
