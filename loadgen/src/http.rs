@@ -1,14 +1,17 @@
 //! The HTTP plumbing shared by the load engine and the scraper: target URLs, TCP
-//! connections with `TCP_NODELAY`, and HTTP/1.1 client handshakes (hyper's
-//! `client::conn::http1`, one connection per sender, keep-alive).
+//! connections with `TCP_NODELAY`, and keep-alive HTTP/1.1 client connections (hyper's
+//! `client::conn::http1`) driven inline by the task that owns them.
 //!
 //! What it cannot do: TLS (`https://`), HTTP/2, proxies. The generator speaks plain
 //! HTTP/1.1 to a host and port, as wrk does.
 
+use std::future::{Future as _, poll_fn};
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Context;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::HOST;
@@ -18,8 +21,8 @@ use tokio::net::TcpStream;
 
 use crate::error::Error;
 
-/// A request sender on one keep-alive connection.
-pub type Sender = SendRequest<Full<Bytes>>;
+/// hyper's request sender for one connection.
+type Sender = SendRequest<Full<Bytes>>;
 
 /// A parsed `http://host[:port][/path]` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,21 +87,140 @@ pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> std::io::Result
     Ok(stream)
 }
 
-/// Opens a keep-alive HTTP/1.1 connection; its driver runs as a spawned task that ends
-/// when the sender is dropped or the peer closes.
-pub async fn connect_http1(addr: SocketAddr, timeout: Duration) -> Result<Sender, ConnectError> {
-    let stream = connect_tcp(addr, timeout).await.map_err(ConnectError::Tcp)?;
-    let (sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(ConnectError::Handshake)?;
-    tokio::spawn(async move {
-        // The connection ends when the peer closes it or the sender is dropped; either way
-        // the sender reports it on its next use, which is where errors are counted.
-        let _ = connection.await;
-    });
-    Ok(sender)
+/// How [`ClientConnection::exchange`] treats the response body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyUse {
+    /// Read it to the end and discard it (the load path: no buffering).
+    Drain,
+    /// Keep it, failing if it exceeds this many bytes.
+    Keep(usize),
 }
 
-/// Why [`connect_http1`] failed.
+/// Why an exchange failed.
+#[derive(Debug)]
+pub enum ExchangeError {
+    /// The connection or the protocol failed.
+    Http(hyper::Error),
+    /// The body exceeded the [`BodyUse::Keep`] limit.
+    TooLarge(usize),
+}
+
+impl std::fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExchangeError::Http(error) => write!(f, "{error}"),
+            ExchangeError::TooLarge(limit) => write!(f, "response body over {limit} bytes"),
+        }
+    }
+}
+
+impl From<hyper::Error> for ExchangeError {
+    fn from(error: hyper::Error) -> Self {
+        ExchangeError::Http(error)
+    }
+}
+
+type Driver = hyper::client::conn::http1::Connection<TokioIo<TcpStream>, Full<Bytes>>;
+
+/// A keep-alive HTTP/1.1 client connection (hyper's `client::conn::http1`) whose protocol
+/// driver is polled by the task that uses it, not by a spawned task: a request costs no
+/// cross-task wake-up, which is what lets one core generate as much load as wrk.
+///
+/// The driver only runs while the owner awaits [`ClientConnection::exchange`] or
+/// [`ClientConnection::idle_until`]; between those the connection is idle and a peer close
+/// is noticed on the next call.
+pub struct ClientConnection {
+    sender: Sender,
+    /// `None` once the connection has ended (peer close or error).
+    driver: Option<Pin<Box<Driver>>>,
+}
+
+impl std::fmt::Debug for ClientConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConnection").field("open", &self.is_open()).finish()
+    }
+}
+
+impl ClientConnection {
+    /// Connects to `addr` and performs the HTTP/1.1 handshake, within `timeout`.
+    pub async fn open(addr: SocketAddr, timeout: Duration) -> Result<Self, ConnectError> {
+        let stream = connect_tcp(addr, timeout).await.map_err(ConnectError::Tcp)?;
+        let (sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(ConnectError::Handshake)?;
+        Ok(Self { sender, driver: Some(Box::pin(driver)) })
+    }
+
+    /// Whether the connection can still carry a request.
+    pub fn is_open(&self) -> bool {
+        self.driver.is_some() && !self.sender.is_closed()
+    }
+
+    /// Sleeps until `deadline` while keeping the connection driven, so that a peer close
+    /// during the wait is noticed ([`ClientConnection::is_open`] turns false).
+    pub async fn idle_until(&mut self, deadline: tokio::time::Instant) {
+        let mut sleep = std::pin::pin!(tokio::time::sleep_until(deadline));
+        let driver = &mut self.driver;
+        poll_fn(|cx| {
+            poll_driver(driver, cx);
+            sleep.as_mut().poll(cx)
+        })
+        .await;
+    }
+
+    /// Sends `request` and reads the whole response; returns its status and, with
+    /// [`BodyUse::Keep`], its body.
+    pub async fn exchange(
+        &mut self,
+        request: Request<Full<Bytes>>,
+        body_use: BodyUse,
+    ) -> Result<(u16, Bytes), ExchangeError> {
+        let Self { sender, driver } = self;
+        let mut work = std::pin::pin!(async move {
+            sender.ready().await?;
+            let response = sender.send_request(request).await?;
+            let status = response.status().as_u16();
+            let mut body = response.into_body();
+            let mut kept = BytesMut::new();
+            while let Some(frame) = body.frame().await {
+                if let (Ok(data), BodyUse::Keep(limit)) = (frame?.into_data(), body_use) {
+                    if kept.len() + data.len() > limit {
+                        return Err(ExchangeError::TooLarge(limit));
+                    }
+                    kept.extend_from_slice(&data);
+                }
+            }
+            Ok((status, kept.freeze()))
+        });
+        poll_fn(|cx| {
+            poll_driver(driver, cx);
+            work.as_mut().poll(cx)
+        })
+        .await
+    }
+
+    /// GETs `target`'s path and returns the status and body (at most `limit` bytes).
+    pub async fn get(&mut self, target: &Target, limit: usize) -> Result<(u16, Bytes), String> {
+        let mut request = Request::new(Full::new(Bytes::new()));
+        *request.method_mut() = Method::GET;
+        *request.uri_mut() = target.path.parse().map_err(|_| format!("bad path {:?}", target.path))?;
+        let host = target.authority.parse().map_err(|_| format!("bad host {:?}", target.authority))?;
+        request.headers_mut().insert(HOST, host);
+        self.exchange(request, BodyUse::Keep(limit)).await.map_err(|error| error.to_string())
+    }
+}
+
+/// Polls the connection driver once; drops it when it has finished, which fails any request
+/// still waiting on it.
+fn poll_driver(driver: &mut Option<Pin<Box<Driver>>>, cx: &mut Context<'_>) {
+    if let Some(running) = driver
+        && running.as_mut().poll(cx).is_ready()
+    {
+        *driver = None;
+    }
+}
+
+/// Why [`ClientConnection::open`] failed.
 #[derive(Debug)]
 pub enum ConnectError {
     /// The TCP connection.
@@ -124,25 +246,6 @@ impl ConnectError {
             ConnectError::Handshake(source) => Error::Handshake { addr, source },
         }
     }
-}
-
-/// GETs `target`'s path on `sender` and returns the status and body, reading at most
-/// `limit` bytes of body.
-pub async fn get(sender: &mut Sender, target: &Target, limit: usize) -> Result<(u16, Bytes), String> {
-    sender.ready().await.map_err(|error| error.to_string())?;
-    let mut request = Request::new(Full::new(Bytes::new()));
-    *request.method_mut() = Method::GET;
-    *request.uri_mut() = target.path.parse().map_err(|_| format!("bad path {:?}", target.path))?;
-    let host = target.authority.parse().map_err(|_| format!("bad host {:?}", target.authority))?;
-    request.headers_mut().insert(HOST, host);
-    let response = sender.send_request(request).await.map_err(|error| error.to_string())?;
-    let status = response.status().as_u16();
-    let body = http_body_util::Limited::new(response.into_body(), limit)
-        .collect()
-        .await
-        .map_err(|error| error.to_string())?
-        .to_bytes();
-    Ok((status, body))
 }
 
 #[cfg(test)]

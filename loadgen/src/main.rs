@@ -25,10 +25,15 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<Verdict> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cli.threads())
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
+    let threads = cli.threads();
+    let mut builder = if threads == 1 {
+        // One thread: the current-thread scheduler skips the work-stealing machinery.
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    let runtime = builder.enable_all().build().context("cannot start the tokio runtime")?;
     Ok(runtime.block_on(loadgen::cli::execute(cli))?)
 }

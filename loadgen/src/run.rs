@@ -1,7 +1,8 @@
 //! The load engine: an open-loop schedule driven over keep-alive HTTP/1.1 connections.
 //!
 //! [`run_load`] opens `connections` connections up front (an unreachable target fails
-//! here, before any measurement), then runs one task per connection. A free connection
+//! here, before any measurement), then runs one task per connection, which also drives its
+//! hyper connection (no second task, no cross-task wake-up per request). A free connection
 //! claims the next request from the [`Timetable`], sleeps until its intended time, sends
 //! it and reads the whole response; a broken connection is re-opened on its next request.
 //! Latency is measured from the intended time, so a stalled server shows up in every
@@ -27,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request, Uri};
 use indicatif::ProgressBar;
@@ -36,7 +37,7 @@ use tokio::task::JoinSet;
 
 use crate::error::Error;
 use crate::exporter::OwnMetrics;
-use crate::http::{self, Sender, Target};
+use crate::http::{BodyUse, ClientConnection, Target};
 use crate::progress::Status;
 use crate::recorder::{Failure, LatencySummary, Outcome, Recorder, Sample, Stats};
 use crate::report::{ErrorCounts, Phase, RequestCounts, RunReport, SeriesRow};
@@ -194,10 +195,10 @@ pub async fn run_load(config: &RunConfig, hooks: RunHooks) -> Result<RunReport, 
     Ok(build_report(config, &engine, sampled))
 }
 
-async fn open_connections(config: &RunConfig, addr: SocketAddr) -> Result<Vec<Sender>, Error> {
+async fn open_connections(config: &RunConfig, addr: SocketAddr) -> Result<Vec<ClientConnection>, Error> {
     let mut connecting = JoinSet::new();
     for _ in 0..config.connections {
-        connecting.spawn(http::connect_http1(addr, config.timeout));
+        connecting.spawn(ClientConnection::open(addr, config.timeout));
     }
     let mut senders = Vec::with_capacity(config.connections);
     while let Some(joined) = connecting.join_next().await {
@@ -297,9 +298,9 @@ impl Engine {
         }
     }
 
-    /// Sends request `slot` on `connection` (re-opening it if needed) and reads the whole
-    /// response.
-    async fn exchange(&self, connection: &mut Option<Sender>, slot: Slot) -> Sample {
+    /// Sends request `slot` on `connection` (re-opening it if the peer closed it) and reads
+    /// the whole response.
+    async fn exchange(&self, connection: &mut Option<ClientConnection>, slot: Slot) -> Sample {
         let intended_at = self.start + slot.intended;
         let sample = |outcome, sent_at: Instant, done_at: Instant| Sample {
             measured: slot.measured,
@@ -308,16 +309,13 @@ impl Engine {
             service: done_at.saturating_duration_since(sent_at),
             send_delay: sent_at.saturating_duration_since(intended_at),
         };
-        if let Some(sender) = connection {
-            let ready = tokio::time::timeout(self.timeout, sender.ready()).await;
-            if !matches!(ready, Ok(Ok(()))) {
-                *connection = None;
-            }
+        if connection.as_ref().is_some_and(|open| !open.is_open()) {
+            *connection = None;
         }
-        let sender = match connection {
-            Some(sender) => sender,
-            None => match http::connect_http1(self.addr, self.timeout).await {
-                Ok(sender) => connection.insert(sender),
+        let open = match connection {
+            Some(open) => open,
+            None => match ClientConnection::open(self.addr, self.timeout).await {
+                Ok(opened) => connection.insert(opened),
                 Err(_) => {
                     let now = Instant::now();
                     return sample(Outcome::Failed(Failure::Connect), now, now);
@@ -327,20 +325,11 @@ impl Engine {
         let request = self.template.request(slot.index);
         let sent_at = Instant::now();
         self.awaiting_response.fetch_add(1, Ordering::Relaxed);
-        let result = tokio::time::timeout(self.timeout, async {
-            let response = sender.send_request(request).await?;
-            let status = response.status().as_u16();
-            let mut body = response.into_body();
-            while let Some(frame) = body.frame().await {
-                frame?;
-            }
-            Ok::<u16, hyper::Error>(status)
-        })
-        .await;
+        let result = tokio::time::timeout(self.timeout, open.exchange(request, BodyUse::Drain)).await;
         let done_at = Instant::now();
         self.awaiting_response.fetch_sub(1, Ordering::Relaxed);
         let outcome = match result {
-            Ok(Ok(status)) => Outcome::Response(status),
+            Ok(Ok((status, _))) => Outcome::Response(status),
             Ok(Err(_)) => {
                 *connection = None;
                 Outcome::Failed(Failure::Io)
@@ -358,15 +347,21 @@ impl Engine {
 async fn drive_connection(
     engine: Arc<Engine>,
     shard: usize,
-    sender: Sender,
+    connection: ClientConnection,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut connection = Some(sender);
+    let mut connection = Some(connection);
     while let Claim::Send(slot) = engine.claim() {
         let due = engine.start + slot.intended;
         if due > Instant::now() {
+            let idle = async {
+                match &mut connection {
+                    Some(open) => open.idle_until(due.into()).await,
+                    None => tokio::time::sleep_until(due.into()).await,
+                }
+            };
             tokio::select! {
-                () = tokio::time::sleep_until(due.into()) => {}
+                () = idle => {}
                 () = wait_until_true(&mut stop) => break,
             }
         }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::http::{self, Sender, Target};
+use crate::http::{ClientConnection, Target};
 use crate::promtext::{self, Exposition};
 
 /// Largest `/metrics` body read (a server's exposition is tens of kilobytes).
@@ -92,14 +92,14 @@ impl ServerSample {
 pub struct Scraper {
     target: Target,
     addr: Option<SocketAddr>,
-    sender: Option<Sender>,
+    connection: Option<ClientConnection>,
     last_error: Option<String>,
 }
 
 impl Scraper {
     /// A scraper of `target` (the full `/metrics` URL).
     pub fn new(target: Target) -> Self {
-        Self { target, addr: None, sender: None, last_error: None }
+        Self { target, addr: None, connection: None, last_error: None }
     }
 
     /// The URL scraped.
@@ -125,7 +125,7 @@ impl Scraper {
                 ServerSample::from_exposition(&promtext::parse(&text))
             }
             Err(message) => {
-                self.sender = None;
+                self.connection = None;
                 self.last_error = Some(message);
                 ServerSample::default()
             }
@@ -140,11 +140,13 @@ impl Scraper {
                 *self.addr.insert(addr)
             }
         };
-        let sender = match &mut self.sender {
-            Some(sender) if !sender.is_closed() => sender,
-            slot => slot.insert(http::connect_http1(addr, timeout).await.map_err(|error| error.to_string())?),
+        let connection = match &mut self.connection {
+            Some(connection) if connection.is_open() => connection,
+            slot => {
+                slot.insert(ClientConnection::open(addr, timeout).await.map_err(|error| error.to_string())?)
+            }
         };
-        let (status, body) = http::get(sender, &self.target, BODY_LIMIT).await?;
+        let (status, body) = connection.get(&self.target, BODY_LIMIT).await?;
         if status != 200 {
             return Err(format!("{} answered HTTP {status}", self.target.url));
         }

@@ -135,3 +135,16 @@ async fn warmup_requests_are_sent_but_excluded_from_the_results() {
     assert_eq!((report.requests.scheduled, report.requests.ok), (100, 100));
     assert_eq!(report.latency.unwrap().count, 100);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_server_closes_are_reopened_without_counting_errors() {
+    let server = TestServer::start(Behaviour::CloseEach, None).await;
+    for (rps, connections) in [(20.0, 2), (200.0, 1)] {
+        let report =
+            run_load(&config(&server, rps, Duration::from_secs(1), connections), RunHooks::default())
+                .await
+                .unwrap();
+        assert_eq!(report.requests.ok, rps as u64, "{}", report.render_summary());
+        assert_eq!(report.errors.total(), 0, "{}", report.render_summary());
+    }
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use loadgen::exporter::{self, OwnMetrics};
-use loadgen::http::{self, Target};
+use loadgen::http::{ClientConnection, Target};
 use loadgen::plot;
 use loadgen::report::Phase;
 use loadgen::run::{RunHooks, run_load};
@@ -118,8 +118,8 @@ async fn own_metrics_count_the_run_and_pass_promtool() {
     let report = run_load(&config(&server, 100.0, Duration::from_secs(1), 2), hooks).await.unwrap();
 
     let target = Target::parse("URL", &format!("http://{addr}/metrics")).unwrap();
-    let mut sender = http::connect_http1(addr, Duration::from_secs(1)).await.unwrap();
-    let (status, body) = http::get(&mut sender, &target, 1 << 20).await.unwrap();
+    let mut connection = ClientConnection::open(addr, Duration::from_secs(1)).await.unwrap();
+    let (status, body) = connection.get(&target, 1 << 20).await.unwrap();
     assert_eq!(status, 200);
     let text = String::from_utf8(body.to_vec()).unwrap();
     let exposition = loadgen::promtext::parse(&text);
@@ -145,7 +145,7 @@ async fn own_metrics_count_the_run_and_pass_promtool() {
         format!("{}{}", String::from_utf8_lossy(&checked.stdout), String::from_utf8_lossy(&checked.stderr));
     assert!(checked.status.success() && findings.trim().is_empty(), "promtool: {findings}");
 
-    let (not_found, _) = http::get(&mut sender, &target.with_path("/other"), 1 << 20).await.unwrap();
+    let (not_found, _) = connection.get(&target.with_path("/other"), 1 << 20).await.unwrap();
     assert_eq!(not_found, 404);
     exposition_server.abort();
 }

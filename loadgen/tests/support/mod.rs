@@ -33,6 +33,8 @@ pub enum Behaviour {
     StallOnce { at: u64, stall: Duration },
     /// Answers with the status this function gives for the request number.
     Status(fn(u64) -> u16),
+    /// Answers 200 with `Connection: close`, so every connection carries one request.
+    CloseEach,
 }
 
 /// A running test server.
@@ -130,6 +132,11 @@ async fn answer(
             200
         }
         Behaviour::Status(status_of) => status_of(number),
+        Behaviour::CloseEach => {
+            let mut response = respond(200);
+            response.headers_mut().insert(hyper::header::CONNECTION, "close".parse().unwrap());
+            return Ok(response);
+        }
     };
     Ok(respond(status))
 }
