@@ -131,6 +131,9 @@ impl ServerProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file))
             .kill_on_drop(true)
+            // Its own process group: a Ctrl-C at the terminal reaches loadgen only, which then
+            // stops the runs and shuts the server down in order.
+            .process_group(0)
             .spawn()
             .map_err(|error| start_error(format!("cannot run {}: {error}", binary.display())))?;
         let stdout = child.stdout.take().ok_or_else(|| start_error("no stdout pipe".to_owned()))?;
@@ -290,55 +293,52 @@ impl DemoReport {
         let width = rows.iter().map(|row| row[0].chars().count()).max().unwrap_or(0);
         let mut out = String::new();
         for row in rows {
-            let _ = writeln!(out, "{:<width$}  {:>24}  {:>24}", row[0], row[1], row[2]);
+            let _ = write!(out, "{:<width$}", row[0]);
+            for cell in &row[1..] {
+                let _ = write!(out, "  {cell:>24}");
+            }
+            out.push('\n');
         }
         out
     }
 
     /// The side-by-side table, as Markdown.
     pub fn render_markdown_table(&self) -> String {
-        let rows = self.table_rows();
         let mut out = String::new();
-        for (number, row) in rows.iter().enumerate() {
-            let _ = writeln!(out, "| {} | {} | {} |", row[0], row[1], row[2]);
+        for (number, row) in self.table_rows().iter().enumerate() {
+            let _ = writeln!(out, "| {} |", row.join(" | "));
             if number == 0 {
-                out.push_str("|---|---:|---:|\n");
+                let _ = writeln!(out, "|---|{}", "---:|".repeat(row.len() - 1));
             }
         }
         out
     }
 
-    fn table_rows(&self) -> Vec<[String; 3]> {
-        let cell = |render: &dyn Fn(&ModeSummary) -> String| -> [String; 2] {
-            [render(&self.modes[0]), render(&self.modes[1])]
-        };
-        let milliseconds =
-            |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.2} ms"));
-        let mut rows = vec![["".to_owned(), self.modes[0].mode.clone(), self.modes[1].mode.clone()]];
-        let mut add = |name: &str, values: [String; 2]| {
-            let [first, second] = values;
-            rows.push([name.to_owned(), first, second]);
-        };
-        add("throughput", cell(&|mode| format!("{:.1} rps", mode.achieved_rps)));
-        add("p99 (corrected)", cell(&|mode| milliseconds(mode.p99_ms)));
-        add("p99 (service time)", cell(&|mode| milliseconds(mode.service_p99_ms)));
-        add("errors", cell(&|mode| format!("{:.2}%", 100.0 * mode.error_rate)));
-        add(
-            "RSS start → end",
-            cell(&|mode| format!("{} → {}", mebibytes(mode.rss_start_bytes), mebibytes(mode.rss_end_bytes))),
-        );
-        add("pinned chunks (end)", cell(&|mode| count(mode.pinned_chunks_end)));
-        add("arena committed (end)", cell(&|mode| mebibytes(mode.arena_committed_end_bytes)));
-        add("cache bytes (end)", cell(&|mode| mebibytes(mode.cache_bytes_end)));
-        add("cache entries (end)", cell(&|mode| count(mode.cache_entries_end)));
-        add(
-            "server exit",
-            cell(&|mode| match (mode.shutdown.forced, mode.shutdown.exit_code) {
+    /// One row per figure, one column per mode, with a header row of mode names.
+    fn table_rows(&self) -> Vec<Vec<String>> {
+        let figures: [Figure; 10] = [
+            ("throughput", |mode| format!("{:.1} rps", mode.achieved_rps)),
+            ("p99 (corrected)", |mode| milliseconds(mode.p99_ms)),
+            ("p99 (service time)", |mode| milliseconds(mode.service_p99_ms)),
+            ("errors", |mode| format!("{:.2}%", 100.0 * mode.error_rate)),
+            ("RSS start → end", |mode| {
+                format!("{} → {}", mebibytes(mode.rss_start_bytes), mebibytes(mode.rss_end_bytes))
+            }),
+            ("pinned chunks (end)", |mode| count(mode.pinned_chunks_end)),
+            ("arena committed (end)", |mode| mebibytes(mode.arena_committed_end_bytes)),
+            ("cache bytes (end)", |mode| mebibytes(mode.cache_bytes_end)),
+            ("cache entries (end)", |mode| count(mode.cache_entries_end)),
+            ("server exit", |mode| match (mode.shutdown.forced, mode.shutdown.exit_code) {
                 (true, _) => "killed after grace".to_owned(),
                 (false, Some(code)) => format!("status {code}"),
                 (false, None) => "killed by a signal".to_owned(),
             }),
-        );
+        ];
+        let header = std::iter::once(String::new()).chain(self.modes.iter().map(|mode| mode.mode.clone()));
+        let mut rows = vec![header.collect()];
+        for (name, figure) in figures {
+            rows.push(std::iter::once(name.to_owned()).chain(self.modes.iter().map(figure)).collect());
+        }
         rows
     }
 
@@ -392,6 +392,13 @@ impl DemoReport {
         let _ = writeln!(out, "Server binary: `{}`.", self.server_binary);
         out
     }
+}
+
+/// A row of the comparison: its name and how to render one mode's cell.
+type Figure = (&'static str, fn(&ModeSummary) -> String);
+
+fn milliseconds(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.2} ms"))
 }
 
 /// Runs the whole demo and writes its files; see the module documentation.

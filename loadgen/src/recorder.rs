@@ -42,20 +42,6 @@ pub enum Failure {
     Timeout,
 }
 
-impl Failure {
-    /// Every kind, in report order.
-    pub const ALL: [Failure; 3] = [Failure::Connect, Failure::Io, Failure::Timeout];
-
-    /// The kind's name in reports and metric labels.
-    pub fn name(self) -> &'static str {
-        match self {
-            Failure::Connect => "connect",
-            Failure::Io => "io",
-            Failure::Timeout => "timeout",
-        }
-    }
-}
-
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -88,7 +74,7 @@ pub struct Tally {
     /// Responses with any other status, by status. Statuses seen once keep an entry (maybe
     /// zero after a clear) so that recording never allocates twice for the same status.
     pub statuses: BTreeMap<u16, u64>,
-    /// Requests without a response, by kind (indexed like [`Failure::ALL`]).
+    /// Requests without a response, indexed by [`Failure`] discriminant.
     failures: [u64; 3],
 }
 

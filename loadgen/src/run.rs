@@ -49,6 +49,10 @@ use crate::workload::{Bodies, WorkloadSpec};
 /// request is due before its connection task has run.
 const START_LEAD: Duration = Duration::from_millis(10);
 
+/// The longest run accepted (warm-up plus duration): keeps every schedule time far from
+/// overflowing an `Instant`.
+const MAX_RUN: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// What requests carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestBody {
@@ -101,6 +105,9 @@ impl RunConfig {
         }
         if self.timeout.is_zero() {
             return invalid("--timeout", "the timeout must be longer than zero");
+        }
+        if self.warmup.saturating_add(self.duration) > MAX_RUN {
+            return invalid("--duration", "the warm-up plus the duration must stay under 30 days");
         }
         if self.max_in_flight == Some(0) {
             return invalid("--max-in-flight", "at least one request must be allowed in flight");

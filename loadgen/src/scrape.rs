@@ -102,11 +102,6 @@ impl Scraper {
         Self { target, addr: None, connection: None, last_error: None }
     }
 
-    /// The URL scraped.
-    pub fn url(&self) -> &str {
-        &self.target.url
-    }
-
     /// Why the most recent scrape failed, if it did.
     pub fn last_error(&self) -> Option<&str> {
         self.last_error.as_deref()

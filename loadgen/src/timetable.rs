@@ -72,7 +72,7 @@ impl Timetable {
         let mut timetable = Self {
             rps,
             warmup_requests: 0,
-            end: warmup + duration,
+            end: warmup.saturating_add(duration),
             max_in_flight,
             next: 0,
             late: PhaseCounts::default(),
