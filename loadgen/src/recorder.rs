@@ -2,8 +2,9 @@
 //! samples, so a run of any length uses the same memory.
 //!
 //! Each request yields a [`Sample`] with three durations:
-//! * *corrected latency*: from the intended send time to the end of the response (what a
-//!   user of an open system waits; the coordinated-omission correction of wrk2),
+//! * *corrected latency*: from the intended send time (or the actual send, if the timer
+//!   sent it a little early) to the end of the response: what a user of an open system
+//!   waits; the coordinated-omission correction of wrk2,
 //! * *service time*: from the actual send to the end of the response (what the server took),
 //! * *send delay*: from the intended to the actual send (how far behind the generator was).
 //!
@@ -18,7 +19,7 @@
 //! except the first time a new HTTP status is counted.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -58,12 +59,33 @@ pub struct Sample {
     pub measured: bool,
     /// How it ended.
     pub outcome: Outcome,
-    /// Intended send time to response end.
+    /// From the earlier of the intended and the actual send time to the response end.
     pub corrected: Duration,
     /// Actual send time to response end.
     pub service: Duration,
-    /// Intended to actual send time.
+    /// Intended to actual send time (zero when sent early).
     pub send_delay: Duration,
+}
+
+impl Sample {
+    /// A sample from its three instants. Latency runs from the earlier of the intended and
+    /// the actual send: a late send is charged its wait, an early one (timer granularity)
+    /// is never measured as shorter than its service time.
+    pub fn timed(
+        measured: bool,
+        outcome: Outcome,
+        intended_at: Instant,
+        sent_at: Instant,
+        done_at: Instant,
+    ) -> Self {
+        Self {
+            measured,
+            outcome,
+            corrected: done_at.saturating_duration_since(intended_at.min(sent_at)),
+            service: done_at.saturating_duration_since(sent_at),
+            send_delay: sent_at.saturating_duration_since(intended_at),
+        }
+    }
 }
 
 /// Counts of outcomes.
@@ -295,6 +317,17 @@ mod tests {
             service: Duration::from_millis(service_ms),
             send_delay: Duration::from_millis(corrected_ms - service_ms),
         }
+    }
+
+    #[test]
+    fn a_late_send_is_charged_its_wait_and_an_early_one_only_its_service_time() {
+        let intended = Instant::now();
+        let ms = Duration::from_millis;
+        let late =
+            Sample::timed(true, Outcome::Response(200), intended, intended + ms(30), intended + ms(35));
+        assert_eq!((late.corrected, late.service, late.send_delay), (ms(35), ms(5), ms(30)));
+        let early = Sample::timed(true, Outcome::Response(200), intended + ms(1), intended, intended + ms(5));
+        assert_eq!((early.corrected, early.service, early.send_delay), (ms(5), ms(5), Duration::ZERO));
     }
 
     #[test]
