@@ -206,7 +206,7 @@ pub async fn run_load(config: &RunConfig, hooks: RunHooks) -> Result<RunReport, 
     connections?;
     let sampled = sampled?;
     if let Some(progress) = &hooks.progress {
-        progress.finish();
+        progress.finish_and_clear();
     }
     Ok(build_report(config, &engine, sampled))
 }
