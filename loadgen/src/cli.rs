@@ -158,7 +158,7 @@ pub struct DemoArgs {
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,
     /// Directory for report.md, report.json, rss.png and the server logs
-    #[arg(long, value_name = "DIR", default_value = "demo-out")]
+    #[arg(long, value_name = "DIR", default_value = "reports/demo")]
     pub out: PathBuf,
     /// Exit with status 3 when a run's errors exceed this share of its requests
     #[arg(long, value_parser = parse_fraction, default_value = "1%", value_name = "FRACTION")]

@@ -20,7 +20,8 @@
 //! What it cannot do: pipelining or HTTP/2 (one request at a time per connection, so the
 //! concurrency is at most `connections`), TLS, and sub-millisecond send precision: tokio's
 //! timer fires on millisecond ticks, so a send leaves within about a millisecond either
-//! side of its intended time (see [`TIMER_LEAD`]); the send delay reports the late side.
+//! side of its intended time (`TIMER_LEAD` explains how); the send delay reports the late
+//! side.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -143,7 +144,7 @@ pub async fn run_load(config: &RunConfig, hooks: RunHooks) -> Result<RunReport, 
     config.validate()?;
     let template = RequestTemplate::new(config)?;
     let addr = config.target.resolve().await?;
-    let senders = open_connections(config, addr).await?;
+    let connections = open_connections(config, addr).await?;
 
     let mut scraper = config.metrics_url.clone().map(Scraper::new);
     let baseline = match &mut scraper {
@@ -176,9 +177,9 @@ pub async fn run_load(config: &RunConfig, hooks: RunHooks) -> Result<RunReport, 
     let stop = hooks.stop.unwrap_or(unused_stop);
     let (finished_source, finished) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    for (number, sender) in senders.into_iter().enumerate() {
+    for (number, connection) in connections.into_iter().enumerate() {
         let shard = number % engine.shards.len();
-        tasks.spawn(drive_connection(Arc::clone(&engine), shard, sender, stop.clone()));
+        tasks.spawn(drive_connection(Arc::clone(&engine), shard, connection, stop.clone()));
     }
 
     let connections_done = async {
@@ -202,8 +203,8 @@ pub async fn run_load(config: &RunConfig, hooks: RunHooks) -> Result<RunReport, 
         }
     };
     let sampler = Sampler::new(&engine, config, scraper, hooks.progress.clone(), baseline)?;
-    let (connections, (), sampled) = tokio::join!(connections_done, stop_watch, sampler.run(finished));
-    connections?;
+    let (driven, (), sampled) = tokio::join!(connections_done, stop_watch, sampler.run(finished));
+    driven?;
     let sampled = sampled?;
     if let Some(progress) = &hooks.progress {
         progress.finish_and_clear();
@@ -216,15 +217,15 @@ async fn open_connections(config: &RunConfig, addr: SocketAddr) -> Result<Vec<Cl
     for _ in 0..config.connections {
         connecting.spawn(ClientConnection::open(addr, config.timeout));
     }
-    let mut senders = Vec::with_capacity(config.connections);
+    let mut connections = Vec::with_capacity(config.connections);
     while let Some(joined) = connecting.join_next().await {
         match joined {
-            Ok(Ok(sender)) => senders.push(sender),
+            Ok(Ok(connection)) => connections.push(connection),
             Ok(Err(error)) => return Err(error.into_error(&config.target, addr)),
             Err(error) => return Err(Error::TaskFailed(format!("connecting: {error}"))),
         }
     }
-    Ok(senders)
+    Ok(connections)
 }
 
 /// Resolves once the flag is `true`; never, if its sender is gone while it is `false`.
