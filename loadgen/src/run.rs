@@ -519,9 +519,12 @@ fn build_report(config: &RunConfig, engine: &Engine, sampled: Sampled) -> RunRep
     let timetable = lock(&engine.timetable).clone();
     let planned_end = config.warmup + config.duration;
     let measured_s = timetable.end().saturating_sub(config.warmup).as_secs_f64();
-    let scheduled = timetable.total_requests().saturating_sub(timetable.warmup_requests());
     let tally = &sampled.measured.tally;
     let skipped = timetable.skipped().measured;
+    // A stop can land within the timer lead of a send already on its way, whose intended
+    // time is just after the new end: it was sent and measured, so it counts as scheduled.
+    let scheduled =
+        timetable.total_requests().saturating_sub(timetable.warmup_requests()).max(tally.total() + skipped);
     let by_status = tally.statuses.iter().filter(|(_, count)| **count > 0).map(|(s, c)| (*s, *c)).collect();
     RunReport {
         label: config.label.clone(),
