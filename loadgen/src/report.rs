@@ -45,11 +45,14 @@ impl Phase {
     }
 }
 
-/// One second of the run (the last row may cover less).
+/// One second of the run (the last row may cover less; after a day, rows cover more: see
+/// [`Series`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SeriesRow {
-    /// Seconds since the start of the schedule.
+    /// Seconds since the start of the schedule, at the end of the interval.
     pub elapsed_s: f64,
+    /// Seconds the row covers.
+    pub interval_s: f64,
     /// The phase at the end of the interval.
     pub phase: Phase,
     /// Responses received in the interval.
@@ -72,6 +75,101 @@ pub struct SeriesRow {
     pub awaiting_response: u64,
     /// The server's figures scraped at the end of the interval.
     pub server: ServerSample,
+}
+
+/// The per-second series with bounded memory: once it holds `limit` rows, adjacent rows are
+/// merged pairwise and each later row covers twice as many seconds, so a run of any length
+/// keeps at most `limit` rows (86,400 by default: a day at one row per second).
+///
+/// A merged row sums counts, averages the rate over its interval, keeps the *larger*
+/// latency percentiles of the two (a conservative bound, not an exact percentile) and the
+/// later backlog and server figures. Merging costs O(`limit`) once per doubling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    rows: Vec<SeriesRow>,
+    limit: usize,
+    /// Incoming rows merged into one stored row.
+    rows_per_row: u64,
+    /// The stored row being filled, and how many incoming rows it holds.
+    pending: Option<(SeriesRow, u64)>,
+}
+
+impl Series {
+    /// Rows kept by default.
+    pub const DEFAULT_LIMIT: usize = 86_400;
+
+    /// An empty series keeping at most `limit` rows (at least 2).
+    pub fn with_limit(limit: usize) -> Self {
+        Self { rows: Vec::new(), limit: limit.max(2), rows_per_row: 1, pending: None }
+    }
+
+    /// Appends one row.
+    pub fn push(&mut self, row: SeriesRow) {
+        let (merged, count) = match self.pending.take() {
+            Some((pending, count)) => (merge_rows(&pending, &row), count + 1),
+            None => (row, 1),
+        };
+        if count < self.rows_per_row {
+            self.pending = Some((merged, count));
+            return;
+        }
+        self.rows.push(merged);
+        if self.rows.len() >= self.limit {
+            self.rows = self
+                .rows
+                .chunks(2)
+                .map(|pair| pair.iter().skip(1).fold(pair[0].clone(), |a, b| merge_rows(&a, b)))
+                .collect();
+            self.rows_per_row *= 2;
+        }
+    }
+
+    /// The rows, the partly filled last one included.
+    pub fn into_rows(mut self) -> Vec<SeriesRow> {
+        self.rows.extend(self.pending.take().map(|(row, _)| row));
+        self.rows
+    }
+
+    /// The number of rows so far.
+    pub fn len(&self) -> usize {
+        self.rows.len() + usize::from(self.pending.is_some())
+    }
+
+    /// Whether no row was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Default for Series {
+    fn default() -> Self {
+        Self::with_limit(Self::DEFAULT_LIMIT)
+    }
+}
+
+/// `earlier` and `later` as one row covering both intervals.
+fn merge_rows(earlier: &SeriesRow, later: &SeriesRow) -> SeriesRow {
+    let interval_s = earlier.interval_s + later.interval_s;
+    let responses = earlier.responses + later.responses;
+    let larger = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    SeriesRow {
+        elapsed_s: later.elapsed_s,
+        interval_s,
+        phase: later.phase,
+        responses,
+        errors: earlier.errors + later.errors,
+        achieved_rps: if interval_s > 0.0 { responses as f64 / interval_s } else { 0.0 },
+        p50_ms: larger(earlier.p50_ms, later.p50_ms),
+        p99_ms: larger(earlier.p99_ms, later.p99_ms),
+        max_ms: larger(earlier.max_ms, later.max_ms),
+        service_p99_ms: larger(earlier.service_p99_ms, later.service_p99_ms),
+        backlog: later.backlog,
+        awaiting_response: later.awaiting_response,
+        server: later.server,
+    }
 }
 
 /// Request counts of the measured window.
@@ -331,7 +429,8 @@ impl RunReport {
 /// The series as CSV text, one header line then one line per row.
 pub fn render_csv(series: &[SeriesRow]) -> String {
     let mut out = String::from(
-        "elapsed_s,phase,responses,errors,achieved_rps,p50_ms,p99_ms,max_ms,service_p99_ms,backlog,awaiting_response",
+        "elapsed_s,interval_s,phase,responses,errors,achieved_rps,p50_ms,p99_ms,max_ms,service_p99_ms,backlog,\
+         awaiting_response",
     );
     for column in ServerSample::COLUMNS {
         out.push(',');
@@ -342,8 +441,9 @@ pub fn render_csv(series: &[SeriesRow]) -> String {
     for row in series {
         let _ = write!(
             out,
-            "{:.3},{},{},{},{:.3},{},{},{},{},{},{}",
+            "{:.3},{:.3},{},{},{},{:.3},{},{},{},{},{},{}",
             row.elapsed_s,
+            row.interval_s,
             row.phase.name(),
             row.responses,
             row.errors,
@@ -387,4 +487,54 @@ pub fn mebibytes(bytes: Option<f64>) -> String {
 /// A count without decimals, or `-` when absent.
 pub fn count(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_owned(), |value| format!("{value:.0}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(second: u64, responses: u64, p99_ms: f64) -> SeriesRow {
+        SeriesRow {
+            elapsed_s: second as f64,
+            interval_s: 1.0,
+            phase: Phase::Measure,
+            responses,
+            errors: 1,
+            achieved_rps: responses as f64,
+            p50_ms: Some(p99_ms / 2.0),
+            p99_ms: Some(p99_ms),
+            max_ms: Some(p99_ms),
+            service_p99_ms: None,
+            backlog: second,
+            awaiting_response: 0,
+            server: ServerSample { rss_bytes: Some(second as f64), ..ServerSample::default() },
+        }
+    }
+
+    #[test]
+    fn a_short_series_keeps_every_row() {
+        let mut series = Series::with_limit(8);
+        for second in 1..=5 {
+            series.push(row(second, 10, 1.0));
+        }
+        assert_eq!(series.into_rows(), (1..=5).map(|second| row(second, 10, 1.0)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_long_series_stays_within_its_limit_and_keeps_totals_and_worst_latency() {
+        let mut series = Series::with_limit(8);
+        for second in 1..=1000 {
+            series.push(row(second, second, if second == 777 { 900.0 } else { 1.0 }));
+            assert!(series.len() <= 8, "{} rows after {second} s", series.len());
+        }
+        let rows = series.into_rows();
+        assert_eq!(rows.iter().map(|row| row.responses).sum::<u64>(), (1..=1000).sum::<u64>());
+        assert_eq!(rows.iter().map(|row| row.errors).sum::<u64>(), 1000);
+        assert_eq!(rows.iter().map(|row| row.interval_s).sum::<f64>(), 1000.0);
+        assert_eq!(rows.last().unwrap().elapsed_s, 1000.0);
+        assert_eq!(rows.last().unwrap().server.rss_bytes, Some(1000.0), "the latest scrape is kept");
+        assert!(rows.iter().any(|row| row.p99_ms == Some(900.0)), "the stall survives merging");
+        let merged = &rows[0];
+        assert!((merged.achieved_rps - merged.responses as f64 / merged.interval_s).abs() < 1e-9);
+    }
 }

@@ -15,7 +15,8 @@
 //! Costs: per request, one body render (one allocation, a memcpy of the batch), one
 //! uncontended mutex each for the schedule and a recorder shard, a few atomics, and
 //! hyper's request/response handling. Memory is fixed: about 1.1 MB of histograms per
-//! shard (one shard per runtime worker), one series row per second.
+//! shard (one shard per runtime worker), and a series of at most a day of one-second rows
+//! (longer runs merge rows, see [`Series`]).
 //!
 //! What it cannot do: pipelining or HTTP/2 (one request at a time per connection, so the
 //! concurrency is at most `connections`), TLS, and sub-millisecond send precision: tokio's
@@ -41,7 +42,7 @@ use crate::exporter::OwnMetrics;
 use crate::http::{BodyUse, ClientConnection, Target};
 use crate::progress::Status;
 use crate::recorder::{Failure, LatencySummary, Outcome, Recorder, Sample, Stats};
-use crate::report::{ErrorCounts, Phase, RequestCounts, RunReport, SeriesRow};
+use crate::report::{ErrorCounts, Phase, RequestCounts, RunReport, Series, SeriesRow};
 use crate::scrape::{Scraper, ServerSample};
 use crate::timetable::{Claim, Slot, Timetable};
 use crate::workload::{Bodies, WorkloadSpec};
@@ -393,7 +394,9 @@ struct Sampler<'a> {
     measured: Stats,
     previous_elapsed: Duration,
     skipped_exported: u64,
-    series: Vec<SeriesRow>,
+    /// The baseline scrape before any request, kept apart so that merging never blurs it.
+    start_row: SeriesRow,
+    series: Series,
 }
 
 /// What the sampler hands to the report.
@@ -413,6 +416,7 @@ impl<'a> Sampler<'a> {
     ) -> Result<Self, Error> {
         let start_row = SeriesRow {
             elapsed_s: 0.0,
+            interval_s: 0.0,
             phase: Phase::Start,
             responses: 0,
             errors: 0,
@@ -434,7 +438,8 @@ impl<'a> Sampler<'a> {
             measured: Stats::new()?,
             previous_elapsed: Duration::ZERO,
             skipped_exported: 0,
-            series: vec![start_row],
+            start_row,
+            series: Series::default(),
         })
     }
 
@@ -450,7 +455,8 @@ impl<'a> Sampler<'a> {
         }
         self.tick().await?;
         let scrape_error = self.scraper.as_ref().and_then(|scraper| scraper.last_error().map(str::to_owned));
-        Ok(Sampled { measured: self.measured, series: self.series, scrape_error })
+        let series = std::iter::once(self.start_row).chain(self.series.into_rows()).collect();
+        Ok(Sampled { measured: self.measured, series, scrape_error })
     }
 
     async fn tick(&mut self) -> Result<(), Error> {
@@ -480,6 +486,7 @@ impl<'a> Sampler<'a> {
         let tally = &self.interval.tally;
         let row = SeriesRow {
             elapsed_s: elapsed.as_secs_f64(),
+            interval_s: seconds,
             phase: if elapsed < self.config.warmup {
                 Phase::Warmup
             } else if elapsed <= end {

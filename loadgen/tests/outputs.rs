@@ -82,7 +82,7 @@ async fn json_csv_and_charts_are_written_from_the_series() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), report.series.len() + 1);
     let header: Vec<&str> = lines[0].split(',').collect();
-    assert_eq!(&header[..3], ["elapsed_s", "phase", "responses"]);
+    assert_eq!(&header[..4], ["elapsed_s", "interval_s", "phase", "responses"]);
     let rss_column = header.iter().position(|name| *name == "server_rss_bytes").unwrap();
     let jemalloc_column = header.iter().position(|name| *name == "jemalloc_allocated_bytes").unwrap();
     for line in &lines[1..] {
