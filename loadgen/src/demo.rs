@@ -7,8 +7,8 @@
 //!
 //! It builds nothing: it runs the `allockit-server` binary found next to its own executable
 //! (or given with `--server-bin`) and says what to build when there is none. Each server
-//! announces its addresses with one JSON line on stdout; a server that does not within
-//! [`STARTUP_TIMEOUT`] is an error naming its log. Servers get SIGTERM at the end (and
+//! announces its addresses with one JSON line on stdout, then must answer `/readyz`; a
+//! server that does neither within [`STARTUP_TIMEOUT`] is an error naming its log. Servers get SIGTERM at the end (and
 //! SIGKILL after [`SHUTDOWN_GRACE`]); a server whose handle is dropped early is killed.
 //!
 //! The pieces are public so that an end-to-end test can drive them one by one.
@@ -26,7 +26,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use crate::error::Error;
-use crate::http::Target;
+use crate::http::{ClientConnection, Target};
 use crate::plot;
 use crate::progress;
 use crate::report::{self, RunReport, count, mebibytes};
@@ -161,7 +161,34 @@ impl ServerProcess {
             // Keep the pipe drained so that a chatty server never blocks on stdout.
             while let Ok(Some(_)) = lines.next_line().await {}
         });
-        Ok(Self { child, mode: mode.to_owned(), addresses, log: log.to_owned() })
+        let server = Self { child, mode: mode.to_owned(), addresses, log: log.to_owned() };
+        server.wait_ready().await.map_err(start_error)?;
+        Ok(server)
+    }
+
+    /// Polls `GET /readyz` until it answers 200 (404 counts as ready: no readiness check),
+    /// within [`STARTUP_TIMEOUT`].
+    async fn wait_ready(&self) -> Result<(), String> {
+        let target = Target::parse("--server-bin", &self.base_url())
+            .map_err(|error| error.to_string())?
+            .with_path("/readyz");
+        let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
+        let mut last = String::from("no answer");
+        while tokio::time::Instant::now() < deadline {
+            let attempt = async {
+                let mut connection = ClientConnection::open(self.addresses.listening, Duration::from_secs(1))
+                    .await
+                    .map_err(|error| error.to_string())?;
+                connection.get(&target, 1 << 16).await
+            };
+            match attempt.await {
+                Ok((200 | 404, _)) => return Ok(()),
+                Ok((status, _)) => last = format!("HTTP {status}"),
+                Err(error) => last = error,
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!("not ready within {} s (/readyz: {last})", STARTUP_TIMEOUT.as_secs()))
     }
 
     /// `http://host:port` of the request listener.
