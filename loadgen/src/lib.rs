@@ -1,1 +1,80 @@
-//! Open-loop load generator.
+//! # loadgen
+//!
+//! An open-loop HTTP load generator whose numbers can be trusted the way wrk2's are, and
+//! the driver of the allockit demo.
+//!
+//! * Requests follow a fixed timetable at `--rps` ([`timetable`]); latency is measured from
+//!   each request's *intended* send time, so a server stall is charged to every request
+//!   that was due during it (coordinated-omission correction), and the raw service time is
+//!   reported beside it.
+//! * Latencies go into HdrHistograms ([`recorder`]): memory is fixed however long the run.
+//! * The server's `/metrics` is scraped every second ([`scrape`], [`promtext`]): RSS,
+//!   jemalloc, arena chunks by state, cache bytes, as a per-second series.
+//! * Output: a summary table, JSON, CSV, charts ([`report`], [`plot`]); loadgen's own
+//!   Prometheus metrics ([`exporter`]); live progress ([`progress`]).
+//! * [`demo`] starts the allockit server in both lifetime modes and compares them.
+//!
+//! | module | what it is |
+//! |---|---|
+//! | [`run`] | the engine: connections, schedule, sampling, the report |
+//! | [`timetable`] | the open-loop schedule, late and skipped sends |
+//! | [`recorder`] | histograms and outcome counts |
+//! | [`workload`] | the `POST /v1/events` bodies, reproducible by seed |
+//! | [`http`] | target URLs and HTTP/1.1 client connections |
+//! | [`scrape`], [`promtext`] | reading the server's Prometheus metrics |
+//! | [`report`], [`plot`], [`progress`] | what the user sees |
+//! | [`exporter`] | loadgen's own metrics |
+//! | [`demo`] | the two-mode server comparison |
+//! | [`cli`] | the command line |
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use loadgen::http::Target;
+//! use loadgen::run::{RequestBody, RunConfig, RunHooks, run_load};
+//!
+//! # async fn example() -> Result<(), loadgen::Error> {
+//! let base = Target::parse("URL", "http://127.0.0.1:8080")?;
+//! let config = RunConfig {
+//!     label: String::new(),
+//!     target: base.with_path("/healthz"),
+//!     method: hyper::Method::GET,
+//!     body: RequestBody::Empty,
+//!     rps: 1000.0,
+//!     warmup: Duration::from_secs(1),
+//!     duration: Duration::from_secs(10),
+//!     connections: 16,
+//!     max_in_flight: None,
+//!     timeout: Duration::from_secs(5),
+//!     metrics_url: Some(base.with_path("/metrics")),
+//! };
+//! let report = run_load(&config, RunHooks::default()).await?;
+//! println!("{}", report.render_summary());
+//! # Ok(()) }
+//! ```
+//!
+//! The Prometheus parser stands alone:
+//!
+//! ```
+//! let exposition = loadgen::promtext::parse("allockit_arena_chunks{state=\"pinned\"} 12\n");
+//! assert_eq!(exposition.sum("allockit_arena_chunks", &[("state", "pinned")]), Some(12.0));
+//! ```
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod demo;
+mod error;
+pub mod exporter;
+pub mod http;
+pub mod plot;
+pub mod progress;
+pub mod promtext;
+pub mod recorder;
+pub mod report;
+pub mod run;
+pub mod scrape;
+pub mod timetable;
+pub mod units;
+pub mod workload;
+
+pub use error::Error;

@@ -1,0 +1,460 @@
+//! The command line: clap definitions and the wiring from flags to a run or to the demo.
+//! The binary only builds the runtime (`--threads`) and maps [`Verdict`]s and errors to
+//! exit codes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use hyper::Method;
+use tokio::sync::watch;
+
+use crate::demo::{self, DemoConfig};
+use crate::error::Error;
+use crate::exporter::{self, OwnMetrics};
+use crate::http::Target;
+use crate::plot;
+use crate::progress;
+use crate::run::{RequestBody, RunConfig, RunHooks, run_load};
+use crate::units::{IntRange, parse_duration, parse_fraction, parse_rate};
+use crate::workload::WorkloadSpec;
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0  the run finished within --max-error-rate
+  1  the run could not start or finish (unreachable target, unwritable output, ...)
+  2  bad command line
+  3  --max-error-rate exceeded (demo: also a server that did not exit cleanly)";
+
+/// `loadgen`: open-loop HTTP load with coordinated-omission-corrected latency.
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Open-loop HTTP load generator: a fixed timetable at --rps, latency from the intended send time \
+             (coordinated-omission corrected), server memory scraped every second",
+    after_help = EXIT_CODES,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    /// A subcommand instead of a plain run.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The plain run's flags.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+impl Cli {
+    /// Worker threads for the runtime: `--threads`, else one per available core.
+    pub fn threads(&self) -> usize {
+        let requested = match &self.command {
+            Some(Command::Demo(demo)) => demo.threads,
+            None => self.run.threads,
+        };
+        requested
+            .map_or_else(
+                || std::thread::available_parallelism().map_or(1, usize::from),
+                |threads| threads as usize,
+            )
+            .max(1)
+    }
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start allockit-server twice (segregated and --break-lifetimes), drive both at the same rate, and
+    /// write a side-by-side report with one RSS chart
+    Demo(DemoArgs),
+}
+
+/// Flags of a plain run.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Server URL, e.g. http://127.0.0.1:8080 (its path, if any, is the request path)
+    #[arg(value_name = "URL", required = true)]
+    pub target: Option<String>,
+    /// Requests per second on a fixed timetable; fractions allowed (0.5 = one every 2 s)
+    #[arg(long, value_parser = parse_rate, required = true)]
+    pub rps: Option<f64>,
+    /// Measured duration (e.g. 30s, 2m)
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Time before the measured window: requests are sent but excluded from the results
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub warmup: Duration,
+    /// Keep-alive HTTP/1.1 connections (the most requests in flight at once)
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub connections: u32,
+    /// Runtime worker threads [default: one per core]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+    /// Skip (and count) the oldest due sends when more than this many requests are outstanding
+    /// (awaiting a response or due and unsent) [default: no limit, nothing skipped]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_in_flight: Option<u64>,
+    /// Limit on connecting and on each request; a request over it counts as a timeout
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// HTTP method; POST, PUT and PATCH carry the generated /v1/events batch, others no body
+    #[arg(long, default_value = "POST", value_parser = parse_method)]
+    pub method: Method,
+    /// Request path [default: the URL's path, else /v1/events]
+    #[arg(long)]
+    pub path: Option<String>,
+    /// The server's Prometheus endpoint, scraped every second [default: URL's host + /metrics]
+    #[arg(long, value_name = "URL")]
+    pub metrics_url: Option<String>,
+    /// Do not scrape the server's metrics
+    #[arg(long, conflicts_with = "metrics_url")]
+    pub no_scrape: bool,
+    /// Write the full report (with the per-second series) as JSON
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the per-second series as CSV
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Draw server memory and p99 over time (.png or .svg)
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// Serve loadgen's own Prometheus metrics on this address (GET /metrics)
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Exit with status 3 when errors, skipped and unsent requests exceed this share of the
+    /// scheduled ones (0.01 or 1%)
+    #[arg(long, value_parser = parse_fraction, value_name = "FRACTION")]
+    pub max_error_rate: Option<f64>,
+    /// No live progress (it is also off when stdout is not a terminal)
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Workload shape.
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+}
+
+/// Flags of `loadgen demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The allockit-server binary [default: next to this executable]
+    #[arg(long, value_name = "PATH")]
+    pub server_bin: Option<PathBuf>,
+    /// Pass --workers N to both servers [default: the server's own default]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub server_workers: Option<u32>,
+    /// Requests per second sent to each server
+    #[arg(long, value_parser = parse_rate, default_value = "500")]
+    pub rps: f64,
+    /// How long both servers are driven
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub duration: Duration,
+    /// Keep-alive connections per server
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub connections: u32,
+    /// Limit on connecting and on each request
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// Directory for report.md, report.json, rss.png and the server logs
+    #[arg(long, value_name = "DIR", default_value = "reports/demo")]
+    pub out: PathBuf,
+    /// Exit with status 3 when a run's errors exceed this share of its requests
+    #[arg(long, value_parser = parse_fraction, default_value = "1%", value_name = "FRACTION")]
+    pub max_error_rate: f64,
+    /// Runtime worker threads [default: one per core]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+    /// No live progress
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Workload shape.
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+}
+
+/// The shape of the generated `POST /v1/events` batches.
+#[derive(Debug, Clone, Args)]
+pub struct WorkloadArgs {
+    /// Distinct users, drawn uniformly: sets the server's cache-miss rate
+    /// [default: 10000; demo: 100000]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub users: Option<u64>,
+    /// Events per batch: N, or A..B drawn uniformly (inclusive)
+    #[arg(long, default_value = "1..20")]
+    pub events: IntRange,
+    /// Tags per event: N or A..B
+    #[arg(long, default_value = "0..4")]
+    pub tags: IntRange,
+    /// Length of generated strings (path segments, tags): N or A..B
+    #[arg(long, default_value = "8..24")]
+    pub string_len: IntRange,
+    /// Seed of every random choice: the same seed sends the same bytes
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Distinct event arrays pre-rendered (bodies are built from them per request)
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub body_pool: u64,
+}
+
+impl WorkloadArgs {
+    /// The workload, with `default_users` when `--users` is not given.
+    pub fn spec(&self, default_users: u64) -> WorkloadSpec {
+        WorkloadSpec {
+            users: self.users.unwrap_or(default_users),
+            events: self.events,
+            tags: self.tags,
+            string_len: self.string_len,
+            seed: self.seed,
+            body_pool: self.body_pool as usize,
+        }
+    }
+}
+
+fn parse_method(text: &str) -> Result<Method, String> {
+    Method::from_bytes(text.to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("{text:?} is not an HTTP method"))
+}
+
+/// How a finished command ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Everything within limits.
+    Passed,
+    /// The run finished but broke a limit (exit status 3); the reasons.
+    LimitExceeded(Vec<String>),
+}
+
+/// Runs the command `cli` describes, printing the summary to stdout.
+pub async fn execute(cli: Cli) -> Result<Verdict, Error> {
+    match cli.command {
+        Some(Command::Demo(args)) => execute_demo(args).await,
+        None => execute_run(cli.run).await,
+    }
+}
+
+/// The run configuration the flags describe.
+pub fn run_config(args: &RunArgs) -> Result<RunConfig, Error> {
+    let url =
+        args.target.as_deref().ok_or(Error::InvalidArgument { flag: "URL", message: "missing".into() })?;
+    let rps = args.rps.ok_or(Error::InvalidArgument { flag: "--rps", message: "missing".into() })?;
+    let base = Target::parse("URL", url)?;
+    let path = match &args.path {
+        Some(path) if path.starts_with('/') => path.clone(),
+        Some(path) => {
+            return Err(Error::InvalidArgument {
+                flag: "--path",
+                message: format!("{path:?} must start with /"),
+            });
+        }
+        None if base.path != "/" => base.path.clone(),
+        None => "/v1/events".to_owned(),
+    };
+    let carries_body = [Method::POST, Method::PUT, Method::PATCH].contains(&args.method);
+    let metrics_url = match (&args.metrics_url, args.no_scrape) {
+        (_, true) => None,
+        (Some(url), false) => Some(Target::parse("--metrics-url", url)?),
+        (None, false) => Some(base.with_path("/metrics")),
+    };
+    for (flag, file) in [("--json", &args.json), ("--csv", &args.csv), ("--plot", &args.plot)] {
+        if let Some(file) = file {
+            check_output_file(flag, file)?;
+        }
+    }
+    if let Some(chart) = &args.plot {
+        let extension =
+            chart.extension().and_then(|extension| extension.to_str()).map(str::to_ascii_lowercase);
+        if !matches!(extension.as_deref(), Some("png" | "svg")) {
+            return Err(Error::InvalidArgument {
+                flag: "--plot",
+                message: format!("{} must end in .png or .svg", chart.display()),
+            });
+        }
+    }
+    let config = RunConfig {
+        label: String::new(),
+        target: base.with_path(&path),
+        method: args.method.clone(),
+        body: if carries_body {
+            RequestBody::Workload(args.workload.spec(10_000))
+        } else {
+            RequestBody::Empty
+        },
+        rps,
+        warmup: args.warmup,
+        duration: args.duration,
+        connections: args.connections as usize,
+        max_in_flight: args.max_in_flight,
+        timeout: args.timeout,
+        metrics_url,
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+/// Refuses an output file whose directory does not exist, before the run rather than after.
+fn check_output_file(flag: &'static str, file: &Path) -> Result<(), Error> {
+    let directory = file.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if directory.is_dir() {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            flag,
+            message: format!("directory {} does not exist", directory.display()),
+        })
+    }
+}
+
+/// A stop signal raised by the first Ctrl-C.
+fn stop_on_ctrl_c() -> watch::Receiver<bool> {
+    let (source, stop) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("loadgen: interrupted; finishing the requests in flight");
+            source.send_replace(true);
+            source.closed().await;
+        }
+    });
+    stop
+}
+
+async fn execute_run(args: RunArgs) -> Result<Verdict, Error> {
+    let config = run_config(&args)?;
+    let metrics = match args.metrics_addr {
+        Some(addr) => {
+            let metrics = Arc::new(OwnMetrics::new()?);
+            let (bound, _server) = exporter::serve(Arc::clone(&metrics), addr).await?;
+            eprintln!("loadgen: own metrics on http://{bound}/metrics");
+            Some(metrics)
+        }
+        None => None,
+    };
+    let visible = progress::enabled(args.quiet);
+    let hooks = RunHooks {
+        progress: Some(progress::bar(config.warmup + config.duration, "", visible)),
+        metrics,
+        stop: Some(stop_on_ctrl_c()),
+    };
+    let report = run_load(&config, hooks).await?;
+    print!("{}", report.render_summary());
+    if let Some(path) = &args.json {
+        report.write_json(path)?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.csv {
+        report.write_csv(path)?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        plot::plot_run(&report, path)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(match args.max_error_rate {
+        Some(limit) if report.error_rate() > limit => Verdict::LimitExceeded(vec![format!(
+            "error rate {:.3}% exceeds --max-error-rate {:.3}%",
+            100.0 * report.error_rate(),
+            100.0 * limit
+        )]),
+        _ => Verdict::Passed,
+    })
+}
+
+async fn execute_demo(args: DemoArgs) -> Result<Verdict, Error> {
+    let config = DemoConfig {
+        server_bin: args.server_bin,
+        server_args: args
+            .server_workers
+            .map(|workers| vec!["--workers".to_owned(), workers.to_string()])
+            .unwrap_or_default(),
+        rps: args.rps,
+        duration: args.duration,
+        connections: args.connections as usize,
+        timeout: args.timeout,
+        workload: args.workload.spec(100_000),
+        out_dir: args.out,
+        progress: progress::enabled(args.quiet),
+    };
+    let report = demo::run_demo(&config, Some(stop_on_ctrl_c())).await?;
+    print!("{}", report.render_table());
+    println!("wrote {}/report.md, report.json, rss.png", config.out_dir.display());
+    let problems = report.problems(args.max_error_rate);
+    Ok(if problems.is_empty() { Verdict::Passed } else { Verdict::LimitExceeded(problems) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("loadgen").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_plain_run_needs_a_url_and_a_rate() {
+        assert_eq!(
+            parse(&["--rps", "10"]).unwrap_err().kind(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+        let missing_rate = parse(&["http://127.0.0.1:1"]).unwrap_err();
+        assert!(missing_rate.to_string().contains("--rps"), "{missing_rate}");
+        assert!(parse(&["--rps", "10", "http://127.0.0.1:1"]).is_ok());
+    }
+
+    #[test]
+    fn bad_flag_values_are_clap_errors_naming_the_flag() {
+        for (args, flag) in [
+            (["--rps", "fast", "http://h"], "--rps"),
+            (["--duration", "1 fortnight", "http://h"], "--duration"),
+            (["--events", "9..2", "http://h"], "--events"),
+            (["--max-error-rate", "2", "http://h"], "--max-error-rate"),
+            (["--connections", "0", "http://h"], "--connections"),
+        ] {
+            let full: Vec<&str> =
+                if flag == "--rps" { args.to_vec() } else { [&["--rps", "1"], &args[..]].concat() };
+            let error = parse(&full).unwrap_err();
+            assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation, "{error}");
+            assert!(error.to_string().contains(flag), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_demo_needs_no_url_and_has_moderate_defaults() {
+        let cli = parse(&["demo"]).unwrap();
+        let Some(Command::Demo(demo)) = cli.command else { panic!("not the demo") };
+        assert_eq!((demo.rps, demo.duration, demo.connections), (500.0, Duration::from_secs(60), 16));
+        assert_eq!(demo.workload.spec(100_000).users, 100_000);
+    }
+
+    #[test]
+    fn the_request_path_comes_from_the_flag_then_the_url_then_the_default() {
+        let config = |args: &[&str]| {
+            let Cli { run, .. } = parse(args).unwrap();
+            run_config(&run).unwrap()
+        };
+        assert_eq!(config(&["--rps", "1", "http://h:8080"]).target.url, "http://h:8080/v1/events");
+        assert_eq!(config(&["--rps", "1", "http://h:8080/healthz"]).target.path, "/healthz");
+        let get = config(&["--rps", "1", "--method", "get", "--path", "/healthz", "http://h:8080/x"]);
+        assert_eq!((get.target.path.as_str(), get.body), ("/healthz", RequestBody::Empty));
+        assert!(matches!(config(&["--rps", "1", "http://h"]).body, RequestBody::Workload(_)));
+        assert_eq!(
+            config(&["--rps", "1", "http://h:8080"]).metrics_url.unwrap().url,
+            "http://h:8080/metrics"
+        );
+        assert_eq!(config(&["--rps", "1", "--no-scrape", "http://h"]).metrics_url, None);
+    }
+
+    #[test]
+    fn output_files_are_checked_before_the_run() {
+        let run = |args: &[&str]| run_config(&parse(args).unwrap().run).unwrap_err().to_string();
+        assert!(run(&["--rps", "1", "--plot", "chart.jpg", "http://h"]).starts_with("--plot:"));
+        assert!(run(&["--rps", "1", "--json", "no/such/dir/report.json", "http://h"]).starts_with("--json:"));
+        assert!(run(&["--rps", "1", "https://h"]).starts_with("URL:"));
+    }
+}

@@ -1,0 +1,540 @@
+//! What a run produces: the [`RunReport`] (serialised as the `--json` file), its summary
+//! table, and the per-second [`SeriesRow`]s (the `--csv` file and the charts).
+//!
+//! Every count the report shows is a count of the measured window: requests whose intended
+//! send time falls after the warm-up. Nothing is dropped silently: requests that were late,
+//! skipped at `--max-in-flight`, or never sent before the end are counted beside the
+//! percentiles, and count against `--max-error-rate` (see [`RunReport::error_rate`]).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::recorder::LatencySummary;
+use crate::scrape::ServerSample;
+use crate::workload::WorkloadSpec;
+
+/// Which part of the run a series row belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Before the first request (the server's baseline).
+    Start,
+    /// Warm-up, excluded from the totals.
+    Warmup,
+    /// The measured window.
+    Measure,
+    /// After the schedule ended, while the last responses arrive.
+    Drain,
+}
+
+impl Phase {
+    /// The name used in CSV and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Start => "start",
+            Phase::Warmup => "warmup",
+            Phase::Measure => "measure",
+            Phase::Drain => "drain",
+        }
+    }
+}
+
+/// One second of the run (the last row may cover less; after a day, rows cover more: see
+/// [`Series`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesRow {
+    /// Seconds since the start of the schedule, at the end of the interval.
+    pub elapsed_s: f64,
+    /// Seconds the row covers.
+    pub interval_s: f64,
+    /// The phase at the end of the interval.
+    pub phase: Phase,
+    /// Responses received in the interval.
+    pub responses: u64,
+    /// Non-2xx responses and failed requests in the interval.
+    pub errors: u64,
+    /// Responses per second over the interval.
+    pub achieved_rps: f64,
+    /// Median corrected latency of the interval's responses.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile corrected latency of the interval's responses.
+    pub p99_ms: Option<f64>,
+    /// Largest corrected latency of the interval's responses.
+    pub max_ms: Option<f64>,
+    /// 99th percentile service time of the interval's responses.
+    pub service_p99_ms: Option<f64>,
+    /// Requests due and not yet sent at the end of the interval.
+    pub backlog: u64,
+    /// Requests sent and awaiting a response at the end of the interval.
+    pub awaiting_response: u64,
+    /// The server's figures scraped at the end of the interval.
+    pub server: ServerSample,
+}
+
+/// The per-second series with bounded memory: once it holds `limit` rows, adjacent rows are
+/// merged pairwise and each later row covers twice as many seconds, so a run of any length
+/// keeps at most `limit` rows (86,400 by default: a day at one row per second).
+///
+/// A merged row sums counts, averages the rate over its interval, keeps the *larger*
+/// latency percentiles of the two (a conservative bound, not an exact percentile) and the
+/// later backlog and server figures. Merging costs O(`limit`) once per doubling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    rows: Vec<SeriesRow>,
+    limit: usize,
+    /// Incoming rows merged into one stored row.
+    rows_per_row: u64,
+    /// The stored row being filled, and how many incoming rows it holds.
+    pending: Option<(SeriesRow, u64)>,
+}
+
+impl Series {
+    /// Rows kept by default.
+    pub const DEFAULT_LIMIT: usize = 86_400;
+
+    /// An empty series keeping at most `limit` rows (at least 2).
+    pub fn with_limit(limit: usize) -> Self {
+        Self { rows: Vec::new(), limit: limit.max(2), rows_per_row: 1, pending: None }
+    }
+
+    /// Appends one row.
+    pub fn push(&mut self, row: SeriesRow) {
+        let (merged, count) = match self.pending.take() {
+            Some((pending, count)) => (merge_rows(&pending, &row), count + 1),
+            None => (row, 1),
+        };
+        if count < self.rows_per_row {
+            self.pending = Some((merged, count));
+            return;
+        }
+        self.rows.push(merged);
+        if self.rows.len() >= self.limit {
+            self.rows = self
+                .rows
+                .chunks(2)
+                .map(|pair| pair.iter().skip(1).fold(pair[0].clone(), |a, b| merge_rows(&a, b)))
+                .collect();
+            self.rows_per_row *= 2;
+        }
+    }
+
+    /// The rows, the partly filled last one included.
+    pub fn into_rows(mut self) -> Vec<SeriesRow> {
+        self.rows.extend(self.pending.take().map(|(row, _)| row));
+        self.rows
+    }
+
+    /// The number of rows so far.
+    pub fn len(&self) -> usize {
+        self.rows.len() + usize::from(self.pending.is_some())
+    }
+
+    /// Whether no row was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Default for Series {
+    fn default() -> Self {
+        Self::with_limit(Self::DEFAULT_LIMIT)
+    }
+}
+
+/// `earlier` and `later` as one row covering both intervals.
+fn merge_rows(earlier: &SeriesRow, later: &SeriesRow) -> SeriesRow {
+    let interval_s = earlier.interval_s + later.interval_s;
+    let responses = earlier.responses + later.responses;
+    let larger = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    SeriesRow {
+        elapsed_s: later.elapsed_s,
+        interval_s,
+        phase: later.phase,
+        responses,
+        errors: earlier.errors + later.errors,
+        achieved_rps: if interval_s > 0.0 { responses as f64 / interval_s } else { 0.0 },
+        p50_ms: larger(earlier.p50_ms, later.p50_ms),
+        p99_ms: larger(earlier.p99_ms, later.p99_ms),
+        max_ms: larger(earlier.max_ms, later.max_ms),
+        service_p99_ms: larger(earlier.service_p99_ms, later.service_p99_ms),
+        backlog: later.backlog,
+        awaiting_response: later.awaiting_response,
+        server: later.server,
+    }
+}
+
+/// Request counts of the measured window.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RequestCounts {
+    /// Requests the schedule placed in the window.
+    pub scheduled: u64,
+    /// Requests a connection tried to send.
+    pub attempted: u64,
+    /// Complete HTTP responses, any status.
+    pub responses: u64,
+    /// Responses with a 2xx status.
+    pub ok: u64,
+    /// Sends that went out after their intended time because every connection was busy.
+    pub late: u64,
+    /// Sends skipped at `--max-in-flight`.
+    pub skipped: u64,
+    /// Requests due before the end that no connection got to send.
+    pub unsent: u64,
+}
+
+/// Errors of the measured window.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ErrorCounts {
+    /// Non-2xx responses by status.
+    pub by_status: BTreeMap<u16, u64>,
+    /// Connections that could not be (re-)established.
+    pub connect: u64,
+    /// Connections that broke mid-request.
+    pub io: u64,
+    /// Requests without a complete response within `--timeout`.
+    pub timeout: u64,
+}
+
+impl ErrorCounts {
+    /// Every error.
+    pub fn total(&self) -> u64 {
+        self.by_status.values().sum::<u64>() + self.connect + self.io + self.timeout
+    }
+}
+
+/// The result of one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunReport {
+    /// A name for the run (the demo's mode; empty otherwise).
+    pub label: String,
+    /// Method sent.
+    pub method: String,
+    /// URL sent to.
+    pub url: String,
+    /// The body workload, if requests carry one.
+    pub workload: Option<WorkloadSpec>,
+    /// Scheduled rate, requests per second.
+    pub target_rps: f64,
+    /// Keep-alive connections.
+    pub connections: usize,
+    /// The `--max-in-flight` limit, if any.
+    pub max_in_flight: Option<u64>,
+    /// Per-request timeout, seconds.
+    pub timeout_s: f64,
+    /// Warm-up, seconds.
+    pub warmup_s: f64,
+    /// Planned measured duration, seconds.
+    pub duration_s: f64,
+    /// Measured duration actually run (shorter if interrupted), seconds.
+    pub measured_s: f64,
+    /// Whether the run was stopped early.
+    pub interrupted: bool,
+    /// Request counts.
+    pub requests: RequestCounts,
+    /// Error counts.
+    pub errors: ErrorCounts,
+    /// Responses per second over the measured window.
+    pub achieved_rps: f64,
+    /// Corrected latency (intended send to response end).
+    pub latency: Option<LatencySummary>,
+    /// Service time (actual send to response end).
+    pub service_time: Option<LatencySummary>,
+    /// Send delay (intended to actual send).
+    pub send_delay: Option<LatencySummary>,
+    /// The metrics URL scraped, if any.
+    pub metrics_url: Option<String>,
+    /// Why the last scrape failed, if it did.
+    pub scrape_error: Option<String>,
+    /// One row per second.
+    pub series: Vec<SeriesRow>,
+}
+
+impl RunReport {
+    /// The share of scheduled requests that did not end in a 2xx response: errors, skipped
+    /// and unsent requests. Zero when nothing was scheduled.
+    pub fn error_rate(&self) -> f64 {
+        let failed = self.errors.total() + self.requests.skipped + self.requests.unsent;
+        if self.requests.scheduled == 0 { 0.0 } else { failed as f64 / self.requests.scheduled as f64 }
+    }
+
+    /// The first scrape that returned the server's RSS (the baseline before load).
+    pub fn server_at_start(&self) -> Option<&ServerSample> {
+        self.series.iter().map(|row| &row.server).find(|server| server.rss_bytes.is_some())
+    }
+
+    /// The last scrape that returned the server's RSS.
+    pub fn server_at_end(&self) -> Option<&ServerSample> {
+        self.series.iter().rev().map(|row| &row.server).find(|server| server.rss_bytes.is_some())
+    }
+
+    /// The summary table printed at the end of a run.
+    pub fn render_summary(&self) -> String {
+        let mut out = String::new();
+        let percent = |part: u64| {
+            if self.requests.scheduled == 0 {
+                0.0
+            } else {
+                100.0 * part as f64 / self.requests.scheduled as f64
+            }
+        };
+        let label = if self.label.is_empty() { String::new() } else { format!("[{}] ", self.label) };
+        let _ = writeln!(
+            out,
+            "{label}{} {}, {} connections, {:.1} s measured{}{}",
+            self.method,
+            self.url,
+            self.connections,
+            self.measured_s,
+            if self.warmup_s > 0.0 {
+                format!(" ({:.1} s warm-up excluded)", self.warmup_s)
+            } else {
+                String::new()
+            },
+            if self.interrupted { ", interrupted" } else { "" },
+        );
+        let _ = writeln!(
+            out,
+            "  rate       target {:.1}/s, achieved {:.1}/s",
+            self.target_rps, self.achieved_rps
+        );
+        let _ = writeln!(
+            out,
+            "  requests   {} scheduled, {} attempted, {} responses ({} 2xx)",
+            self.requests.scheduled, self.requests.attempted, self.requests.responses, self.requests.ok
+        );
+        let _ = writeln!(out, "  errors     {}", self.describe_errors());
+        let _ = writeln!(
+            out,
+            "  schedule   {} late ({:.2}%), {} skipped at --max-in-flight, {} never sent",
+            self.requests.late,
+            percent(self.requests.late),
+            self.requests.skipped,
+            self.requests.unsent
+        );
+        let _ = writeln!(
+            out,
+            "  latency ms {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "p50", "p90", "p99", "p99.9", "max", "mean"
+        );
+        for (name, summary) in
+            [("corrected", &self.latency), ("service", &self.service_time), ("send delay", &self.send_delay)]
+        {
+            match summary {
+                Some(s) => {
+                    let _ = writeln!(
+                        out,
+                        "  {name:<10} {:>10.3} {:>10.3} {:>10.3} {:>10.3} {:>10.3} {:>10.3}",
+                        s.p50_ms, s.p90_ms, s.p99_ms, s.p999_ms, s.max_ms, s.mean_ms
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "  {name:<10} {:>10}", "-");
+                }
+            }
+        }
+        let _ = writeln!(out, "  server     {}", self.describe_server());
+        for note in self.notes() {
+            let _ = writeln!(out, "  note: {note}");
+        }
+        out
+    }
+
+    fn describe_errors(&self) -> String {
+        let errors = &self.errors;
+        if errors.total() == 0 {
+            return "none".to_owned();
+        }
+        let mut parts: Vec<String> = errors
+            .by_status
+            .iter()
+            .filter(|(_, count)| **count > 0)
+            .map(|(status, count)| format!("HTTP {status} ×{count}"))
+            .collect();
+        for (name, count) in [("connect", errors.connect), ("io", errors.io), ("timeout", errors.timeout)] {
+            if count > 0 {
+                parts.push(format!("{name} ×{count}"));
+            }
+        }
+        format!("{} ({:.3}% of scheduled): {}", errors.total(), 100.0 * self.error_rate(), parts.join(", "))
+    }
+
+    fn describe_server(&self) -> String {
+        let (Some(first), Some(last)) = (self.server_at_start(), self.server_at_end()) else {
+            return match (&self.metrics_url, &self.scrape_error) {
+                (None, _) => "not scraped".to_owned(),
+                (Some(url), Some(error)) => format!("no figures from {url}: {error}"),
+                (Some(url), None) => format!("{url} exports none of the memory metrics"),
+            };
+        };
+        let mut parts = vec![format!("RSS {} → {}", mebibytes(first.rss_bytes), mebibytes(last.rss_bytes))];
+        if last.arena_chunks_pinned.is_some() {
+            parts.push(format!(
+                "pinned chunks {} → {}",
+                count(first.arena_chunks_pinned),
+                count(last.arena_chunks_pinned)
+            ));
+        }
+        if last.cache_bytes.is_some() {
+            parts.push(format!(
+                "cache {} in {} entries",
+                mebibytes(last.cache_bytes),
+                count(last.cache_entries)
+            ));
+        }
+        parts.join(", ")
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        let scheduled = self.requests.scheduled.max(1) as f64;
+        if self.requests.late as f64 / scheduled > 0.01 {
+            notes.push(format!(
+                "{:.1}% of sends were late: every connection was busy when they were due \
+                 (raise --connections, or the server is saturated)",
+                100.0 * self.requests.late as f64 / scheduled
+            ));
+        }
+        if self.requests.unsent > 0 {
+            notes.push(format!("{} requests were due but never sent before the end", self.requests.unsent));
+        }
+        if self.requests.skipped > 0 {
+            notes.push(format!(
+                "{} sends were skipped at --max-in-flight; percentiles cover sent requests only",
+                self.requests.skipped
+            ));
+        }
+        notes
+    }
+
+    /// Writes the report as pretty JSON.
+    pub fn write_json(&self, path: &Path) -> Result<(), Error> {
+        write_json(path, self)
+    }
+
+    /// Writes the per-second series as CSV (absent figures are empty cells).
+    pub fn write_csv(&self, path: &Path) -> Result<(), Error> {
+        write_file(path, render_csv(&self.series).as_bytes())
+    }
+}
+
+/// The series as CSV text, one header line then one line per row.
+pub fn render_csv(series: &[SeriesRow]) -> String {
+    let mut out = String::from(
+        "elapsed_s,interval_s,phase,responses,errors,achieved_rps,p50_ms,p99_ms,max_ms,service_p99_ms,backlog,\
+         awaiting_response",
+    );
+    for column in ServerSample::COLUMNS {
+        out.push(',');
+        out.push_str(column);
+    }
+    out.push('\n');
+    let cell = |value: Option<f64>| value.map_or_else(String::new, |value| value.to_string());
+    for row in series {
+        let _ = write!(
+            out,
+            "{:.3},{:.3},{},{},{},{:.3},{},{},{},{},{},{}",
+            row.elapsed_s,
+            row.interval_s,
+            row.phase.name(),
+            row.responses,
+            row.errors,
+            row.achieved_rps,
+            cell(row.p50_ms),
+            cell(row.p99_ms),
+            cell(row.max_ms),
+            cell(row.service_p99_ms),
+            row.backlog,
+            row.awaiting_response
+        );
+        for value in row.server.values() {
+            out.push(',');
+            out.push_str(&cell(value));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Writes any serialisable value as pretty JSON.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
+    let mut text = serde_json::to_vec_pretty(value)?;
+    text.push(b'\n');
+    write_file(path, &text)
+}
+
+/// Writes `bytes` to `path`, naming the file in any error.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let file_error = |source| Error::File { path: path.to_owned(), source };
+    let mut file = fs::File::create(path).map_err(file_error)?;
+    file.write_all(bytes).map_err(file_error)?;
+    file.flush().map_err(file_error)
+}
+
+/// `12.3 MiB`, or `-` when absent.
+pub fn mebibytes(bytes: Option<f64>) -> String {
+    bytes.map_or_else(|| "-".to_owned(), |bytes| format!("{:.1} MiB", bytes / (1024.0 * 1024.0)))
+}
+
+/// A count without decimals, or `-` when absent.
+pub fn count(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |value| format!("{value:.0}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(second: u64, responses: u64, p99_ms: f64) -> SeriesRow {
+        SeriesRow {
+            elapsed_s: second as f64,
+            interval_s: 1.0,
+            phase: Phase::Measure,
+            responses,
+            errors: 1,
+            achieved_rps: responses as f64,
+            p50_ms: Some(p99_ms / 2.0),
+            p99_ms: Some(p99_ms),
+            max_ms: Some(p99_ms),
+            service_p99_ms: None,
+            backlog: second,
+            awaiting_response: 0,
+            server: ServerSample { rss_bytes: Some(second as f64), ..ServerSample::default() },
+        }
+    }
+
+    #[test]
+    fn a_short_series_keeps_every_row() {
+        let mut series = Series::with_limit(8);
+        for second in 1..=5 {
+            series.push(row(second, 10, 1.0));
+        }
+        assert_eq!(series.into_rows(), (1..=5).map(|second| row(second, 10, 1.0)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_long_series_stays_within_its_limit_and_keeps_totals_and_worst_latency() {
+        let mut series = Series::with_limit(8);
+        for second in 1..=1000 {
+            series.push(row(second, second, if second == 777 { 900.0 } else { 1.0 }));
+            assert!(series.len() <= 8, "{} rows after {second} s", series.len());
+        }
+        let rows = series.into_rows();
+        assert_eq!(rows.iter().map(|row| row.responses).sum::<u64>(), (1..=1000).sum::<u64>());
+        assert_eq!(rows.iter().map(|row| row.errors).sum::<u64>(), 1000);
+        assert_eq!(rows.iter().map(|row| row.interval_s).sum::<f64>(), 1000.0);
+        assert_eq!(rows.last().unwrap().elapsed_s, 1000.0);
+        assert_eq!(rows.last().unwrap().server.rss_bytes, Some(1000.0), "the latest scrape is kept");
+        assert!(rows.iter().any(|row| row.p99_ms == Some(900.0)), "the stall survives merging");
+        let merged = &rows[0];
+        assert!((merged.achieved_rps - merged.responses as f64 / merged.interval_s).abs() < 1e-9);
+    }
+}
