@@ -148,39 +148,4 @@ impl Drop for FixedArena<'_> {
     }
 }
 
-// SAFETY: as for `&Arena`: memory stays valid until reset, which needs &mut self.
-unsafe impl Allocator for &FixedArena<'_> {
-    #[inline]
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.alloc_layout(layout)
-            .map(|ptr| NonNull::slice_from_raw_parts(ptr, layout.size()))
-            .map_err(|_| AllocError)
-    }
-
-    #[inline]
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        if self.bump.free_tip(ptr, layout.size()) {
-            self.frees.set(self.frees.get() + 1);
-        }
-    }
-
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old_layout: Layout,
-        new_layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded from the caller's contract.
-        unsafe { resize(*self, &self.bump, ptr, old_layout, new_layout) }
-    }
-
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old_layout: Layout,
-        new_layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded from the caller's contract.
-        unsafe { resize(*self, &self.bump, ptr, old_layout, new_layout) }
-    }
-}
+bump_allocator!(&FixedArena<'_>);

@@ -86,6 +86,53 @@ macro_rules! typed_allocation {
     };
 }
 
+/// `allocator_api2::alloc::Allocator` for a shared reference to either arena: allocation
+/// through `alloc_layout`, and the tip freed, grown or shrunk in place when it can be.
+macro_rules! bump_allocator {
+    ($arena:ty) => {
+        // SAFETY: memory handed out stays valid until reset (which needs `&mut`, impossible
+        // while a shared reference is borrowed as the allocator) or drop; blocks are aligned
+        // and sized as asked; grow/shrink preserve contents (in place, or by copying).
+        unsafe impl Allocator for $arena {
+            #[inline]
+            fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+                self.alloc_layout(layout)
+                    .map(|ptr| NonNull::slice_from_raw_parts(ptr, layout.size()))
+                    .map_err(|_| AllocError)
+            }
+
+            #[inline]
+            unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+                if self.bump.free_tip(ptr, layout.size()) {
+                    self.frees.set(self.frees.get() + 1);
+                }
+            }
+
+            #[inline]
+            unsafe fn grow(
+                &self,
+                ptr: NonNull<u8>,
+                old: Layout,
+                new: Layout,
+            ) -> Result<NonNull<[u8]>, AllocError> {
+                // SAFETY: forwarded from the caller's contract.
+                unsafe { resize(*self, &self.bump, ptr, old, new) }
+            }
+
+            #[inline]
+            unsafe fn shrink(
+                &self,
+                ptr: NonNull<u8>,
+                old: Layout,
+                new: Layout,
+            ) -> Result<NonNull<[u8]>, AllocError> {
+                // SAFETY: forwarded from the caller's contract.
+                unsafe { resize(*self, &self.bump, ptr, old, new) }
+            }
+        }
+    };
+}
+
 mod bump;
 mod escape;
 mod fixed;
@@ -580,46 +627,7 @@ impl Drop for Arena {
     }
 }
 
-// SAFETY: memory handed out stays valid until reset (which needs &mut Arena, impossible
-// while a `&Arena` allocator is borrowed) or drop; blocks are aligned and sized as asked;
-// grow/shrink preserve contents (in place, or by copying).
-unsafe impl Allocator for &Arena {
-    #[inline]
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.alloc_layout(layout)
-            .map(|ptr| NonNull::slice_from_raw_parts(ptr, layout.size()))
-            .map_err(|_| AllocError)
-    }
-
-    #[inline]
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        if self.bump.free_tip(ptr, layout.size()) {
-            self.frees.set(self.frees.get() + 1);
-        }
-    }
-
-    #[inline]
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old_layout: Layout,
-        new_layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded from the caller's contract.
-        unsafe { resize(*self, &self.bump, ptr, old_layout, new_layout) }
-    }
-
-    #[inline]
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old_layout: Layout,
-        new_layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded from the caller's contract.
-        unsafe { resize(*self, &self.bump, ptr, old_layout, new_layout) }
-    }
-}
+bump_allocator!(&Arena);
 
 /// Grow or shrink for a bump allocator: in place at the tip when the alignment allows,
 /// else a fresh allocation and a copy (the old block is abandoned until reset).
