@@ -403,19 +403,23 @@ impl Outcome for PlacementOutcome {
              LIFO list (freed blocks pushed at the head) that is the most recently freed block \
              that fits: cheap, warm in cache, but a small request readily splits a large, recently \
              freed block, and the leftovers crowd the front of the list. **Next fit** resumes each \
-             search where the last one stopped (a roving pointer): searches are short, but \
-             allocations spread over the whole heap, so long-lived blocks land everywhere and \
+             search where the last one stopped (a roving pointer): it does not rescan the front \
+             of the list each time, but allocations spread over the whole heap, so long-lived blocks land everywhere and \
              pin it. **Best fit** walks the whole list for the smallest block that fits: it \
-             splits least and keeps large blocks whole for large requests, so its footprint is \
-             the lowest, and every allocation costs a full walk of the free list. **First fit \
-             over a FIFO list** (freed blocks appended at the tail) tries the oldest free blocks \
-             first; Johnstone and Wilson (1998) found it about as tight as address-ordered first \
-             fit, which best fit resembles, with O(1) insertion; its searches are longer. Every \
-             one of them is linear in the number of free blocks in the worst case: the segregated \
-             heap of task 8 removes the search altogether.\n\n\
-             The table shows the trade-off measured on this trace of {ops} operations: the \
-             footprint column is the memory cost of a policy, the speed column its time cost, \
-             both relative to LIFO first fit in the same run.\n",
+             splits least and keeps large blocks whole for large requests, which tends to keep \
+             its footprint lowest, and every allocation walks the whole free list. **First fit over a FIFO \
+             list** (freed blocks appended at the tail) tries the oldest free blocks first; \
+             Johnstone and Wilson (1998) found it about as tight as address-ordered first fit, \
+             with O(1) insertion; its searches are longer.\n\n\
+             The cost of a search is the number of free blocks it walks, and each policy shapes \
+             that number itself. Best fit walks everything, but it leaves few free blocks; first \
+             fit stops early, but the splinters it leaves pile up, and a request larger than all \
+             of them walks past every one. Which is faster therefore depends on the trace: read \
+             the speed column next to the mean-free-blocks column. On this trace of {ops} \
+             operations the footprint column is each policy's memory cost and the speed column \
+             its time cost, both relative to LIFO first fit in the same run. Every one of them is \
+             linear in the number of free blocks: the segregated heap of task 8 removes the \
+             search altogether.\n",
             ops = self.trace_ops,
         );
         text
