@@ -61,7 +61,7 @@ pub use error::LabError;
 /// How much work the experiments do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scale {
-    /// The documented experiment sizes (tens of seconds in all).
+    /// The documented experiment sizes (a few minutes in all on a loaded 2-core machine).
     Full,
     /// Small sizes for the test suite (a few seconds in all).
     Quick,
