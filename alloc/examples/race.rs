@@ -48,9 +48,9 @@ fn row(case: &str, per: u64, ours: &mut dyn FnMut(), peer_name: &str, peer: &mut
 
 fn main() {
     let counting = if cfg!(feature = "count-allocations") {
-        "on (default features; --no-default-features turns it off)"
+        "on (--features count-allocations)"
     } else {
-        "off (--no-default-features)"
+        "off (the default; --features count-allocations counts every allocation)"
     };
     println!("arena allocation counting: {counting}\n");
     println!("{:<30} {:>10} {:>10} {:>10} {:>8}", "case (ns per op)", "allockit", "peer", "peer ns", "ratio");

@@ -32,7 +32,7 @@ use core::ptr::NonNull;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::os::{self, OsError};
-use crate::region::Region;
+use crate::region::{Region, RegionBitmaps};
 
 /// Configuration of a [`ChunkSource`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +197,8 @@ pub struct ChunkStats {
 #[derive(Debug)]
 struct State {
     regions: Vec<Region>,
+    /// Bitmaps for the regions that may still be reserved (see [`RegionBitmaps`]).
+    spare_bitmaps: Vec<RegionBitmaps>,
     in_use: usize,
     idle: usize,
     pinned: usize,
@@ -216,14 +218,19 @@ impl ChunkSource {
     /// Creates a source and reserves `config.initial_regions` regions.
     pub fn new(config: ChunkConfig) -> Result<Arc<Self>, ChunkError> {
         config.validate()?;
+        let chunks = config.region_size / config.chunk_size;
+        let mut spare_bitmaps: Vec<RegionBitmaps> =
+            (0..config.max_regions).map(|_| RegionBitmaps::new(chunks)).collect();
         let mut regions = Vec::with_capacity(config.max_regions);
         for _ in 0..config.initial_regions {
-            regions.push(Region::reserve(config.chunk_size, config.region_size / config.chunk_size)?);
+            let bitmaps = spare_bitmaps.pop().expect("one spare per possible region");
+            regions.push(Region::reserve(config.chunk_size, bitmaps).map_err(|(error, _)| error)?);
         }
         Ok(Arc::new(Self {
             config,
             state: Mutex::new(State {
                 regions,
+                spare_bitmaps,
                 in_use: 0,
                 idle: 0,
                 pinned: 0,
@@ -291,16 +298,19 @@ impl ChunkSource {
         let (region_index, first) = match self.find(&state, count) {
             Some(found) => found,
             None => {
-                if state.regions.len() >= self.config.max_regions {
+                let Some(bitmaps) = state.spare_bitmaps.pop() else {
                     return Err(ChunkError::Exhausted {
                         requested: count * self.config.chunk_size,
                         reserved: state.regions.len() * self.config.region_size,
                     });
-                }
-                let region = Region::reserve(
-                    self.config.chunk_size,
-                    self.config.region_size / self.config.chunk_size,
-                )?;
+                };
+                let region = match Region::reserve(self.config.chunk_size, bitmaps) {
+                    Ok(region) => region,
+                    Err((error, bitmaps)) => {
+                        state.spare_bitmaps.push(bitmaps);
+                        return Err(error.into());
+                    }
+                };
                 state.regions.push(region);
                 (state.regions.len() - 1, 0)
             }

@@ -83,6 +83,37 @@ fn as_ptr_or_null<E>(result: Result<NonNull<u8>, E>) -> *mut u8 {
     result.map_or(ptr::null_mut(), NonNull::as_ptr)
 }
 
+/// Implements `GlobalAlloc` for a wrapper holding `heap: Mutex<H>`, where `H` has the
+/// heaps' shared inherent interface (`alloc`, `free`, `realloc`).
+macro_rules! impl_global_alloc {
+    ($wrapper:ident) => {
+        // SAFETY: every call is serialised by the mutex and forwarded to the heap, which
+        // returns blocks aligned and sized as asked, or an error that becomes null; nothing
+        // here allocates.
+        unsafe impl GlobalAlloc for $wrapper {
+            #[inline]
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                with_locked(&self.heap, |heap| as_ptr_or_null(heap.alloc(layout))).unwrap_or(ptr::null_mut())
+            }
+
+            #[inline]
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                // SAFETY: GlobalAlloc's contract: `ptr` came from this allocator with `layout`.
+                with_locked(&self.heap, |heap| unsafe { heap.free(NonNull::new_unchecked(ptr), layout) });
+            }
+
+            #[inline]
+            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+                with_locked(&self.heap, |heap| {
+                    // SAFETY: GlobalAlloc's contract: `ptr` came from this allocator with `layout`.
+                    as_ptr_or_null(unsafe { heap.realloc(NonNull::new_unchecked(ptr), layout, new_size) })
+                })
+                .unwrap_or(ptr::null_mut())
+            }
+        }
+    };
+}
+
 /// A [`FreeList`] heap as a thread-safe global allocator. See the module docs.
 #[derive(Debug)]
 pub struct GlobalFreeList {
@@ -117,29 +148,7 @@ impl GlobalFreeList {
     }
 }
 
-// SAFETY: every call is serialised by the mutex and forwarded to the heap, which returns
-// blocks aligned and sized as asked, or an error that becomes null; nothing here allocates.
-unsafe impl GlobalAlloc for GlobalFreeList {
-    #[inline]
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        with_locked(&self.heap, |heap| as_ptr_or_null(heap.alloc(layout))).unwrap_or(ptr::null_mut())
-    }
-
-    #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: GlobalAlloc's contract: `ptr` came from this allocator with `layout`.
-        with_locked(&self.heap, |heap| unsafe { heap.free(NonNull::new_unchecked(ptr), layout) });
-    }
-
-    #[inline]
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        with_locked(&self.heap, |heap| {
-            // SAFETY: GlobalAlloc's contract: `ptr` came from this allocator with `layout`.
-            as_ptr_or_null(unsafe { heap.realloc(NonNull::new_unchecked(ptr), layout, new_size) })
-        })
-        .unwrap_or(ptr::null_mut())
-    }
-}
+impl_global_alloc!(GlobalFreeList);
 
 /// A [`SizeClass`] heap as a thread-safe global allocator. See the module docs.
 #[derive(Debug)]
@@ -186,28 +195,7 @@ impl GlobalSizeClass {
     }
 }
 
-// SAFETY: as for GlobalFreeList.
-unsafe impl GlobalAlloc for GlobalSizeClass {
-    #[inline]
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        with_locked(&self.heap, |heap| as_ptr_or_null(heap.alloc(layout))).unwrap_or(ptr::null_mut())
-    }
-
-    #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: GlobalAlloc's contract: `ptr` came from this allocator with `layout`.
-        with_locked(&self.heap, |heap| unsafe { heap.free(NonNull::new_unchecked(ptr), layout) });
-    }
-
-    #[inline]
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        with_locked(&self.heap, |heap| {
-            // SAFETY: GlobalAlloc's contract: `ptr` came from this allocator with `layout`.
-            as_ptr_or_null(unsafe { heap.realloc(NonNull::new_unchecked(ptr), layout, new_size) })
-        })
-        .unwrap_or(ptr::null_mut())
-    }
-}
+impl_global_alloc!(GlobalSizeClass);
 
 #[cfg(test)]
 mod tests {

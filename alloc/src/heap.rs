@@ -315,6 +315,56 @@ impl Drop for Reservation {
     }
 }
 
+/// Implements `allocator_api2::alloc::Allocator` for a heap with the shared inherent
+/// interface: `alloc(&self, Layout)`, `free(&self, NonNull<u8>, Layout)` and
+/// `resize(&self, NonNull<u8>, old: Layout, new: Layout)` (grow and shrink alike).
+macro_rules! impl_allocator_for_heap {
+    ($heap:ident) => {
+        // SAFETY: blocks stay valid until freed or until the heap drops (which needs it
+        // unborrowed); they are aligned and sized as asked; grow/shrink keep the contents.
+        unsafe impl<S: crate::heap::SpanSource> allocator_api2::alloc::Allocator for $heap<S> {
+            #[inline]
+            fn allocate(
+                &self,
+                layout: core::alloc::Layout,
+            ) -> Result<core::ptr::NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+                self.alloc(layout)
+                    .map(|ptr| core::ptr::NonNull::slice_from_raw_parts(ptr, layout.size()))
+                    .map_err(|_| allocator_api2::alloc::AllocError)
+            }
+
+            #[inline]
+            unsafe fn deallocate(&self, ptr: core::ptr::NonNull<u8>, layout: core::alloc::Layout) {
+                // SAFETY: forwarded from the caller's contract.
+                unsafe { self.free(ptr, layout) }
+            }
+
+            #[inline]
+            unsafe fn grow(
+                &self,
+                ptr: core::ptr::NonNull<u8>,
+                old: core::alloc::Layout,
+                new: core::alloc::Layout,
+            ) -> Result<core::ptr::NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+                // SAFETY: forwarded from the caller's contract.
+                unsafe { self.resize(ptr, old, new) }
+            }
+
+            #[inline]
+            unsafe fn shrink(
+                &self,
+                ptr: core::ptr::NonNull<u8>,
+                old: core::alloc::Layout,
+                new: core::alloc::Layout,
+            ) -> Result<core::ptr::NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+                // SAFETY: forwarded from the caller's contract.
+                unsafe { self.resize(ptr, old, new) }
+            }
+        }
+    };
+}
+pub(crate) use impl_allocator_for_heap;
+
 #[cfg(test)]
 mod tests {
     use super::*;

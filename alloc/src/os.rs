@@ -63,6 +63,29 @@ pub fn reserve(len: usize) -> Result<NonNull<u8>, OsError> {
     NonNull::new(ptr.cast()).ok_or_else(|| os_error("mmap", len, rustix::io::Errno::NOMEM))
 }
 
+/// Reserves `len` bytes of address space starting at a multiple of `align` (a power of two,
+/// at least a page): reserves `len + align`, then unmaps the unaligned head and the tail.
+/// The kernel only promises page alignment for a plain [`reserve`].
+pub fn reserve_aligned(len: usize, align: usize) -> Result<NonNull<u8>, OsError> {
+    debug_assert!(align.is_power_of_two() && align >= page_size());
+    let padded = len.checked_add(align).ok_or_else(|| os_error("mmap", len, rustix::io::Errno::NOMEM))?;
+    let raw = reserve(padded)?;
+    let head = raw.as_ptr().addr().wrapping_neg() & (align - 1);
+    let tail = align - head;
+    // SAFETY: `raw` is our fresh reservation of `padded` bytes; the head and tail pieces
+    // lie inside it, are page aligned (both addresses and `align` are), and hold nothing.
+    unsafe {
+        if head > 0 {
+            release(raw, head)?;
+        }
+        let aligned = raw.add(head);
+        if tail > 0 {
+            release(aligned.add(len), tail)?;
+        }
+        Ok(aligned)
+    }
+}
+
 /// Makes `[ptr, ptr + len)` readable and writable.
 ///
 /// # Safety
@@ -137,6 +160,21 @@ mod tests {
         assert_eq!(first, 0);
         // SAFETY: exactly the reservation.
         unsafe { release(base, len).unwrap() };
+    }
+
+    #[test]
+    fn aligned_reservations_start_at_a_multiple_of_the_alignment() {
+        for align in [64 * 1024, 1024 * 1024, 4 * 1024 * 1024] {
+            let len = 8 * align;
+            let base = reserve_aligned(len, align).unwrap();
+            assert_eq!(base.as_ptr().addr() % align, 0);
+            // SAFETY: the range is our fresh reservation.
+            unsafe {
+                commit(base, len).unwrap();
+                base.as_ptr().add(len - 1).write(1);
+                release(base, len).unwrap();
+            }
+        }
     }
 
     #[test]

@@ -137,17 +137,38 @@ pub(crate) struct Region {
 // dereferenced by the Region itself, and the owning ChunkSource serialises all access.
 unsafe impl Send for Region {}
 
+/// The two bitmaps of a region not reserved yet: made up front, so that reserving a region
+/// later (on some request's path) allocates nothing on the general heap.
+#[derive(Debug)]
+pub(crate) struct RegionBitmaps {
+    free: Bitmap,
+    resident: Bitmap,
+}
+
+impl RegionBitmaps {
+    pub(crate) fn new(chunks: usize) -> Self {
+        Self { free: Bitmap::new(chunks, true), resident: Bitmap::new(chunks, false) }
+    }
+}
+
 impl Region {
-    pub(crate) fn reserve(chunk_size: usize, chunks: usize) -> Result<Self, OsError> {
-        let base = os::reserve(chunk_size * chunks)?;
-        Ok(Self {
-            base,
-            chunk_size,
-            chunks,
-            frontier: 0,
-            free: Bitmap::new(chunks, true),
-            resident: Bitmap::new(chunks, false),
-        })
+    /// Reserves a region of `bitmaps`' chunk count. On failure the bitmaps come back.
+    pub(crate) fn reserve(
+        chunk_size: usize,
+        bitmaps: RegionBitmaps,
+    ) -> Result<Self, (OsError, RegionBitmaps)> {
+        let chunks = bitmaps.free.len;
+        match os::reserve_aligned(chunk_size * chunks, chunk_size) {
+            Ok(base) => Ok(Self {
+                base,
+                chunk_size,
+                chunks,
+                frontier: 0,
+                free: bitmaps.free,
+                resident: bitmaps.resident,
+            }),
+            Err(error) => Err((error, bitmaps)),
+        }
     }
 
     pub(crate) fn chunks(&self) -> usize {

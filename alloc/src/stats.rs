@@ -8,7 +8,8 @@
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Successful allocations, ever. Arenas count them only with the `count-allocations`
-    /// feature (on by default), the one counter on their fast path; without it, zero.
+    /// feature (off by default: it would be the one counter on their fast path); without
+    /// it, zero for arenas.
     pub allocations: u64,
     /// Frees, ever (for an arena: tip allocations rolled back).
     pub frees: u64,

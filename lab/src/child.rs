@@ -68,8 +68,9 @@ fn run_task<T: ChildTask>(params: &str) -> Result<String, LabError> {
 
 /// Runs the child task `name` with JSON `params`; returns the JSON envelope to print.
 pub fn run(name: &str, params: &str) -> Result<String, LabError> {
-    use crate::{profile, services, swap, usable_size};
+    use crate::{fragmentation, profile, services, swap, usable_size};
     match name {
+        fragmentation::FragmentationRun::NAME => run_task::<fragmentation::FragmentationRun>(params),
         usable_size::SizeProbe::NAME => run_task::<usable_size::SizeProbe>(params),
         swap::Workload::NAME => run_task::<swap::Workload>(params),
         services::Service::NAME => run_task::<services::Service>(params),

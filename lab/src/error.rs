@@ -99,6 +99,18 @@ pub enum LabError {
         /// Why the value is unusable.
         reason: String,
     },
+    /// A heap under test refused an allocation of a trace.
+    #[error("{heap} refused an allocation: {source}")]
+    HeapRefused {
+        /// The heap's name.
+        heap: String,
+        /// Its error.
+        #[source]
+        source: allockit::HeapError,
+    },
+    /// allockit's chunk source could not be set up.
+    #[error("chunk source: {0}")]
+    ChunkSource(#[from] allockit::ChunkError),
     /// A heap profile could not be read, converted or symbolized.
     #[error("heap profile: {0}")]
     Profile(String),

@@ -7,6 +7,9 @@
 //! |---|---|---|
 //! | [`usable_size`] | 1 | `malloc_usable_size`, size classes, RSS per 1-byte object, per allocator |
 //! | [`syscall_cost`] | 2 | `malloc`/`free` vs `mmap`/`munmap` (and first touch), ns per pair |
+//! | [`fragmentation`] | 3 | every other block freed: does a larger block fit in the holes, before and after coalescing (glibc, allockit's free list) |
+//! | [`placement`] | 7 | first, next, best fit (and FIFO first fit) on one seeded trace: footprint, fragmentation over time, throughput |
+//! | [`size_classes`] | 8 | size classes vs one free list on that trace: speedup, internal fragmentation per class |
 //! | [`swap`] | 9 | one binary on glibc, jemalloc, tcmalloc, mimalloc: throughput, RSS over time |
 //! | [`diagnose`] | 10 | leak or fragmentation, from jemalloc's allocated/active/resident; fixes measured |
 //! | [`profile`] | 11 | jemalloc heap profile: top allocation sites by live bytes (jeprof, pprof) |
@@ -15,7 +18,8 @@
 //! re-execute the lab binary with `LD_PRELOAD` ([`child`], [`allocator`]); the lab binary
 //! therefore has no `#[global_allocator]` and runs on the system `malloc`. Each result
 //! implements [`report::Outcome`], which renders it as a terminal table or as Markdown,
-//! CSV and PNG files ([`report`], [`chart`]).
+//! CSV and PNG files ([`report`], [`chart`]). Tasks 7 and 8 replay one generated trace
+//! ([`trace`]) on allockit's heaps in the lab's own process.
 //!
 //! ```no_run
 //! use allockit_lab::{report, syscall_cost};
@@ -33,15 +37,20 @@ pub mod chart;
 pub mod child;
 pub mod diagnose;
 mod error;
+pub mod fragmentation;
+pub mod glibc;
 pub mod http;
 pub mod jemalloc;
+pub mod placement;
 pub mod process;
 pub mod profile;
 pub mod prom;
 pub mod report;
 pub mod services;
+pub mod size_classes;
 pub mod swap;
 pub mod syscall_cost;
+pub mod trace;
 pub mod usable_size;
 pub mod verdict;
 
@@ -52,7 +61,7 @@ pub use error::LabError;
 /// How much work the experiments do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scale {
-    /// The documented experiment sizes (tens of seconds in all).
+    /// The documented experiment sizes (a few minutes in all on a loaded 2-core machine).
     Full,
     /// Small sizes for the test suite (a few seconds in all).
     Quick,
@@ -79,6 +88,21 @@ pub fn run_all(
         syscall_cost::SyscallCostOptions::full()
     };
     keep(Box::new(syscall_cost::run(&costs)?));
+    let fragments = if quick {
+        fragmentation::FragmentationOptions::quick()
+    } else {
+        fragmentation::FragmentationOptions::full()
+    };
+    keep(Box::new(fragmentation::run(exe, &fragments)?));
+    let policies =
+        if quick { placement::PlacementOptions::quick() } else { placement::PlacementOptions::full() };
+    keep(Box::new(placement::run(&policies)?));
+    let classes = if quick {
+        size_classes::SizeClassesOptions::quick()
+    } else {
+        size_classes::SizeClassesOptions::full()
+    };
+    keep(Box::new(size_classes::run(&classes)?));
     let workload = if quick { swap::Workload::quick() } else { swap::Workload::full() };
     keep(Box::new(swap::run(exe, &swap::SwapOptions::for_workload(workload))?));
     let services = if quick { diagnose::DiagnoseOptions::quick() } else { diagnose::DiagnoseOptions::full() };

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use allockit_lab::report::{self, Outcome};
-use allockit_lab::{Scale, diagnose, process::Machine, profile, swap, syscall_cost, usable_size};
+use allockit_lab::{
+    Scale, diagnose, fragmentation, placement, process::Machine, profile, size_classes, swap, syscall_cost,
+    trace, usable_size,
+};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
@@ -61,6 +64,34 @@ enum Command {
         /// Rounds per operation (the median is reported)
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
         rounds: Option<u64>,
+    },
+    /// Task 3: free every other small block, ask for a larger one; glibc vs allockit's free list
+    Fragmentation {
+        #[command(flatten)]
+        common: Common,
+        /// Small blocks to allocate
+        #[arg(long, value_parser = clap::value_parser!(u64).range(4..=10_000_000))]
+        blocks: Option<u64>,
+        /// Bytes per small block
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=16_384))]
+        block_size: Option<u64>,
+        /// Bytes of the larger block requested after the frees (at most 64 KiB)
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+        large_size: Option<u64>,
+    },
+    /// Task 7: first, next and best fit (and FIFO first fit) on one seeded mixed workload
+    Placement {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        trace: TraceArgs,
+    },
+    /// Task 8: size classes vs one free list on the same workload: speedup, waste per class
+    SizeClasses {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        trace: TraceArgs,
     },
     /// Task 9: the same binary (or `-- CMD ARGS...`) under glibc, jemalloc, tcmalloc, mimalloc
     Swap {
@@ -125,6 +156,28 @@ enum Command {
     Child { task: String, params: String },
 }
 
+/// The shape of the mixed trace that `placement` and `size-classes` replay.
+#[derive(Args)]
+struct TraceArgs {
+    /// Allocations in the trace (each freed once: twice as many operations)
+    #[arg(long, value_parser = clap::value_parser!(u64).range(100..=100_000_000))]
+    allocations: Option<u64>,
+    /// Seed of the trace (sizes, lifetimes, free order)
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Timed replays per heap; the median is reported
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100))]
+    rounds: Option<u64>,
+}
+
+impl TraceArgs {
+    fn apply(&self, shape: &mut trace::TraceShape, rounds: &mut usize) {
+        shape.allocations = self.allocations.map_or(shape.allocations, to_usize);
+        shape.seed = self.seed.unwrap_or(shape.seed);
+        *rounds = self.rounds.map_or(*rounds, to_usize);
+    }
+}
+
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     let seconds: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
     if !(seconds > 0.0 && seconds.is_finite()) {
@@ -175,6 +228,32 @@ fn main() -> anyhow::Result<()> {
             options.mmap_pairs = mmap_iterations.map_or(options.mmap_pairs, to_usize);
             options.rounds = rounds.map_or(options.rounds, to_usize);
             emit(&syscall_cost::run(&options)?, common.out.as_deref())
+        }
+        Command::Fragmentation { common, blocks, block_size, large_size } => {
+            let mut options = match common.scale() {
+                Scale::Full => fragmentation::FragmentationOptions::full(),
+                Scale::Quick => fragmentation::FragmentationOptions::quick(),
+            };
+            options.blocks = blocks.map_or(options.blocks, to_usize);
+            options.block_size = block_size.map_or(options.block_size, to_usize);
+            options.large_size = large_size.map_or(options.large_size, to_usize);
+            emit(&fragmentation::run(&own_exe()?, &options)?, common.out.as_deref())
+        }
+        Command::Placement { common, trace } => {
+            let mut options = match common.scale() {
+                Scale::Full => placement::PlacementOptions::full(),
+                Scale::Quick => placement::PlacementOptions::quick(),
+            };
+            trace.apply(&mut options.trace, &mut options.rounds);
+            emit(&placement::run(&options)?, common.out.as_deref())
+        }
+        Command::SizeClasses { common, trace } => {
+            let mut options = match common.scale() {
+                Scale::Full => size_classes::SizeClassesOptions::full(),
+                Scale::Quick => size_classes::SizeClassesOptions::quick(),
+            };
+            trace.apply(&mut options.trace, &mut options.rounds);
+            emit(&size_classes::run(&options)?, common.out.as_deref())
         }
         Command::Swap { common, threads, requests, interval_ms, command } => {
             let mut options = if command.is_empty() {

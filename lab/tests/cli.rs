@@ -19,7 +19,7 @@ fn all_writes_one_report_with_every_experiment_and_its_charts() {
     let output = lab(&["all", "--quick", "--out", out]);
     assert!(output.status.success(), "{}", stderr(&output));
     let page = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
-    for title in ["Task 1:", "Task 2:", "Task 9:", "Task 10:", "Task 11:"] {
+    for title in ["Task 1:", "Task 2:", "Task 3:", "Task 7:", "Task 8:", "Task 9:", "Task 10:", "Task 11:"] {
         assert!(page.contains(&format!("## {title}")), "report.md has a {title} section");
     }
     assert!(page.contains("Measured on: "));
@@ -29,12 +29,46 @@ fn all_writes_one_report_with_every_experiment_and_its_charts() {
         .filter_map(|rest| rest.split(')').next())
         .filter(|l| l.ends_with(".png"))
         .collect();
-    assert!(images.len() >= 5, "{images:?}");
+    assert!(images.len() >= 9, "{images:?}");
     for image in images {
         assert!(common::is_png(&dir.path().join(image)), "{image} is a PNG next to report.md");
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("Usable bytes per request"), "tables are printed as they finish");
+}
+
+#[test]
+fn help_lists_every_experiment() {
+    let output = lab(&["--help"]);
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for command in [
+        "usable-size",
+        "syscall-cost",
+        "fragmentation",
+        "placement",
+        "size-classes",
+        "swap",
+        "diagnose",
+        "profile",
+        "all",
+    ] {
+        assert!(help.contains(&format!("  {command} ")), "--help lists {command}:\n{help}");
+    }
+}
+
+#[test]
+fn trace_flags_are_checked_naming_the_flag() {
+    for (args, flag) in [
+        (&["placement", "--rounds", "0"][..], "--rounds"),
+        (&["size-classes", "--allocations", "10"][..], "--allocations"),
+        (&["placement", "--seed", "x"][..], "--seed"),
+        (&["fragmentation", "--large-size", "100"][..], "--large-size"),
+    ] {
+        let output = lab(args);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(stderr(&output).contains(flag), "{args:?}: {}", stderr(&output));
+    }
 }
 
 #[test]

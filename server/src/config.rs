@@ -128,8 +128,9 @@ pub struct Config {
     #[arg(long, env = "ALLOCKIT_ARENA_REGION_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub arena_region_bytes: usize,
 
-    /// Most regions the arena chunk source may reserve.
-    #[arg(long, env = "ALLOCKIT_ARENA_MAX_REGIONS", default_value_t = 16)]
+    /// Most regions the arena chunk source may reserve (address space only: 64 regions of
+    /// 256 MiB reserve 16 GiB of addresses and commit nothing until used).
+    #[arg(long, env = "ALLOCKIT_ARENA_MAX_REGIONS", default_value_t = 64)]
     pub arena_max_regions: usize,
 
     /// Idle arena chunks kept committed, in bytes; idle chunks beyond are decommitted.

@@ -303,6 +303,11 @@ impl ArenaLease<'_> {
     pub fn arena(&self) -> &Arena {
         self.arena.as_ref().expect("the arena is present until drop")
     }
+
+    /// Whether this request hit the arena's per-request byte limit.
+    pub fn hit_limit(&self) -> bool {
+        self.arena().limit_exceeded() > self.limit_exceeded
+    }
 }
 
 impl Drop for ArenaLease<'_> {

@@ -196,7 +196,17 @@ async fn events(worker: &Worker, request: Request<Incoming>) -> Response<Body> {
             let lease = worker.memory.lease();
             let arena = lease.arena();
             let alloc = Sampled::new(arena, &worker.memory.samplers.arena);
-            process(worker, body, declared, alloc, (mode == Mode::Broken).then_some(arena)).await
+            let result =
+                process(worker, body, declared, alloc, (mode == Mode::Broken).then_some(arena)).await;
+            // Out of request memory: the request's own limit (413), or the chunk source
+            // is exhausted for everyone (503).
+            result.map_err(|failure| match failure.message {
+                FailureMessage::Refusal(Refusal::OutOfMemory) if !lease.hit_limit() => Failure::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "request memory is exhausted (every arena region is in use); try again later",
+                ),
+                _ => failure,
+            })
         }
     };
     // The response message is built outside the armed section: its header map is hyper's

@@ -152,7 +152,7 @@ fn slow_headers_get_a_408_with_a_json_body_and_idle_connections_just_close() {
     let mut idle = connect(addr);
     let mut buf = [0u8; 64];
     assert_eq!(idle.read(&mut buf).unwrap_or(0), 0, "an idle connection closes without an answer");
-    assert_eq!(metric(addr, r#"allockit_http_requests_total{route="connection",status="408"}"#), 1.0);
+    wait_for_metric(addr, r#"allockit_http_requests_total{route="connection",status="408"}"#, 1.0);
     still_serving(addr);
     server.shutdown();
 }
@@ -168,7 +168,7 @@ fn connections_beyond_the_limit_get_503_and_the_server_recovers() {
     drop(held);
     std::thread::sleep(Duration::from_millis(200));
     still_serving(addr);
-    assert!(metric(addr, r#"allockit_http_requests_total{route="connection",status="503"}"#) >= 1.0);
+    wait_until_metric(addr, r#"allockit_http_requests_total{route="connection",status="503"}"#, |n| n >= 1.0);
     server.shutdown();
 }
 
@@ -212,10 +212,26 @@ fn hyper_level_garbage_is_refused_and_counted() {
     let conflicting =
         b"POST /v1/events HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!";
     assert_eq!(raw(addr, conflicting).expect("an answer").status, 400);
-    let text = get(addr, "/metrics").body;
-    assert!(
-        metric_in(&text, r#"allockit_http_requests_total{route="connection",status="400"}"#).unwrap() >= 2.0
-    );
+    wait_until_metric(addr, r#"allockit_http_requests_total{route="connection",status="400"}"#, |n| n >= 2.0);
     still_serving(addr);
+    server.shutdown();
+}
+
+#[test]
+fn an_exhausted_chunk_source_is_a_503_not_a_413() {
+    // One region of 1 MiB: sixteen 64 KiB chunks in all, and broken mode pins one per user.
+    let server = start(&["--break-lifetimes", "--arena-region-bytes", "1048576", "--arena-max-regions", "1"]);
+    let addr = server.addr;
+    let statuses: Vec<u16> =
+        (0..40).map(|i| post(addr, "/v1/events", &batch(&format!("pin-{i}"), 2)).status).collect();
+    assert!(statuses.contains(&200));
+    let refused = statuses.iter().filter(|s| **s == 503).count();
+    assert!(refused > 0, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 503), "{statuses:?}");
+    let reply = post(addr, "/v1/events", &batch("one-more", 2));
+    expect_error(&reply, 503, "exhausted");
+    // Clearing the cache releases the pinned chunks, and service resumes.
+    request(server.admin_addr, "POST", "/admin/cache/clear", b"");
+    assert_eq!(post(addr, "/v1/events", &batch("after-clear", 2)).status, 200);
     server.shutdown();
 }

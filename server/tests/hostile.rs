@@ -114,7 +114,7 @@ fn slowloris_connections_are_cut_off_while_others_are_served() {
         let _ = stream.read_to_end(&mut answer);
         assert!(answer.starts_with(b"HTTP/1.1 408"), "{:?}", String::from_utf8_lossy(&answer));
     }
-    assert_eq!(metric(addr, r#"allockit_http_requests_total{route="connection",status="408"}"#), 40.0);
+    wait_for_metric(addr, r#"allockit_http_requests_total{route="connection",status="408"}"#, 40.0);
     assert_recovered(addr);
     server.shutdown();
 }

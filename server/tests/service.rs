@@ -314,3 +314,16 @@ fn sigterm_stops_the_binary_gracefully_with_exit_code_zero() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn growing_the_chunk_source_by_regions_makes_no_heap_allocation_on_the_request_path() {
+    // Regions of 16 chunks, and broken mode pins one chunk per new user: 60 users need
+    // four regions, reserved while requests run.
+    let server = start(&["--break-lifetimes", "--arena-region-bytes", "1048576"]);
+    for i in 0..60 {
+        assert_eq!(post(server.addr, "/v1/events", &batch(&format!("grower-{i}"), 3)).status, 200);
+    }
+    assert!(server.shared().arena_source.stats().regions >= 4);
+    assert_eq!(metric(server.addr, "allockit_request_heap_allocations_total"), 0.0);
+    server.shutdown();
+}

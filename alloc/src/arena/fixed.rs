@@ -96,38 +96,7 @@ impl<'buf> FixedArena<'buf> {
         }
     }
 
-    /// Moves `value` into the buffer. Its destructor will not run.
-    #[inline]
-    #[allow(clippy::mut_from_ref)] // each call hands out fresh, disjoint memory
-    pub fn alloc<T>(&self, value: T) -> Result<&mut T, ArenaError> {
-        let ptr = self.alloc_layout(Layout::new::<T>())?.cast::<T>();
-        // SAFETY: fresh, aligned, exclusively ours until reset (which needs &mut self).
-        unsafe {
-            ptr.as_ptr().write(value);
-            Ok(&mut *ptr.as_ptr())
-        }
-    }
-
-    /// Copies a slice into the buffer.
-    #[inline]
-    #[allow(clippy::mut_from_ref)] // each call hands out fresh, disjoint memory
-    pub fn alloc_slice_copy<T: Copy>(&self, src: &[T]) -> Result<&mut [T], ArenaError> {
-        let ptr = self.alloc_layout(Layout::for_value(src))?.cast::<T>();
-        // SAFETY: fresh room for src.len() elements, which cannot overlap src.
-        unsafe {
-            core::ptr::copy_nonoverlapping(src.as_ptr(), ptr.as_ptr(), src.len());
-            Ok(core::slice::from_raw_parts_mut(ptr.as_ptr(), src.len()))
-        }
-    }
-
-    /// Copies a string into the buffer.
-    #[inline]
-    #[allow(clippy::mut_from_ref)] // each call hands out fresh, disjoint memory
-    pub fn alloc_str(&self, src: &str) -> Result<&mut str, ArenaError> {
-        let bytes = self.alloc_slice_copy(src.as_bytes())?;
-        // SAFETY: a copy of valid UTF-8 is valid UTF-8.
-        Ok(unsafe { core::str::from_utf8_unchecked_mut(bytes) })
-    }
+    typed_allocation!();
 
     /// Bytes used since the last reset (padding included).
     pub fn used(&self) -> usize {
@@ -179,39 +148,4 @@ impl Drop for FixedArena<'_> {
     }
 }
 
-// SAFETY: as for `&Arena`: memory stays valid until reset, which needs &mut self.
-unsafe impl Allocator for &FixedArena<'_> {
-    #[inline]
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.alloc_layout(layout)
-            .map(|ptr| NonNull::slice_from_raw_parts(ptr, layout.size()))
-            .map_err(|_| AllocError)
-    }
-
-    #[inline]
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        if self.bump.free_tip(ptr, layout.size()) {
-            self.frees.set(self.frees.get() + 1);
-        }
-    }
-
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old_layout: Layout,
-        new_layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded from the caller's contract.
-        unsafe { resize(*self, &self.bump, ptr, old_layout, new_layout) }
-    }
-
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old_layout: Layout,
-        new_layout: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded from the caller's contract.
-        unsafe { resize(*self, &self.bump, ptr, old_layout, new_layout) }
-    }
-}
+bump_allocator!(&FixedArena<'_>);

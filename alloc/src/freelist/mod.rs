@@ -77,7 +77,7 @@ use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 use std::sync::Arc;
 
-use allocator_api2::alloc::{AllocError, Allocator};
+use allocator_api2::alloc::AllocError;
 
 use crate::chunk::ChunkSource;
 use crate::guard;
@@ -433,34 +433,7 @@ impl<S: SpanSource> Drop for FreeList<S> {
     }
 }
 
-// SAFETY: blocks stay valid until freed or until the heap drops (which needs it unborrowed);
-// they are aligned and sized as asked; grow/shrink keep the contents.
-unsafe impl<S: SpanSource> Allocator for FreeList<S> {
-    #[inline]
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.alloc(layout)
-            .map(|ptr| NonNull::slice_from_raw_parts(ptr, layout.size()))
-            .map_err(|_| AllocError)
-    }
-
-    #[inline]
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: forwarded from the caller's contract.
-        unsafe { self.free(ptr, layout) }
-    }
-
-    #[inline]
-    unsafe fn grow(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded from the caller's contract.
-        unsafe { self.resize(ptr, old, new) }
-    }
-
-    #[inline]
-    unsafe fn shrink(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded from the caller's contract.
-        unsafe { self.resize(ptr, old, new) }
-    }
-}
+crate::heap::impl_allocator_for_heap!(FreeList);
 
 impl<S: SpanSource> FreeList<S> {
     /// `Allocator::grow`/`shrink`: realloc when the block already satisfies the new

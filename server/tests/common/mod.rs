@@ -138,13 +138,19 @@ pub fn metric_in(text: &[u8], sample: &str) -> Option<f64> {
 /// Waits (up to 10 s) for `sample` to reach `value`: some counters move just after the
 /// client has its answer (hyper drops the response buffer after writing it).
 pub fn wait_for_metric(addr: SocketAddr, sample: &str, value: f64) {
+    wait_until_metric(addr, sample, |now| now == value);
+}
+
+/// Waits (up to 10 s) until `sample` satisfies `accept`; connection-level counters move when
+/// the connection task ends, just after the client has its answer.
+pub fn wait_until_metric(addr: SocketAddr, sample: &str, accept: impl Fn(f64) -> bool) {
     let started = std::time::Instant::now();
     loop {
-        let now = metric(addr, sample);
-        if now == value {
+        let now = metric_in(&get(addr, "/metrics").body, sample);
+        if now.is_some_and(&accept) {
             return;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "{sample} stayed at {now}, expected {value}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{sample} stayed at {now:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }

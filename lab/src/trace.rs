@@ -1,0 +1,386 @@
+//! The mixed allocation trace of tasks 7 and 8, and its replay on allockit's heaps.
+//!
+//! A trace is generated once from a seed and replayed, operation for operation, on every
+//! heap compared, so that the heaps see the same requests and random-number generation
+//! stays outside the timed loop. The mix is meant to look like a program's heap, not a
+//! benchmark's:
+//!
+//! * **sizes**, log-uniform within four bands: 55% 8–128 B (small structs, strings),
+//!   30% 129 B–1 KiB, 12% 1–8 KiB (buffers), 3% 8–32 KiB (large buffers; above 16 KiB
+//!   they take [`allockit::sizeclass`]'s large path);
+//! * **lifetimes**, counted in allocations: 70% short (freed within the next 100
+//!   allocations: temporaries), 25% medium (within the next 1/20 of the run: sessions,
+//!   caches), 5% long (from a quarter of the run to twice its length: most survive to the
+//!   end, as configuration and warm caches do);
+//! * **free order**: by time of death, which is random with respect to allocation order;
+//!   whatever is live at the end is freed in random order.
+//!
+//! Every allocation asks for alignment 8. The replay writes the first and the last byte of
+//! every block it gets (memory handed out is used) and checks nothing else: the heaps'
+//! own tests check their invariants. Generation is O(n log n) (a heap of deaths); a
+//! replay is n operations on the heap under test.
+
+use std::alloc::Layout;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::ptr::NonNull;
+use std::time::Instant;
+
+use allockit::freelist::FreeList;
+use allockit::heap::{HeapError, SpanSource};
+use allockit::sizeclass::SizeClass;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+
+use crate::LabError;
+
+/// What to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceShape {
+    /// Allocations in the trace (each is freed once, so the trace has twice as many
+    /// operations).
+    pub allocations: usize,
+    /// Seed of every random choice.
+    pub seed: u64,
+}
+
+/// The alignment every allocation of the trace asks for.
+pub const ALIGN: usize = 8;
+
+/// One step of a trace. A slot names a block from its allocation to its free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Allocate `size` bytes into `slot`.
+    Alloc {
+        /// The slot.
+        slot: u32,
+        /// Bytes requested.
+        size: u32,
+    },
+    /// Free the block in `slot` (allocated with `size` bytes).
+    Free {
+        /// The slot.
+        slot: u32,
+        /// Bytes it was allocated with.
+        size: u32,
+    },
+}
+
+/// A generated trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trace {
+    /// What it was generated from.
+    pub shape: TraceShape,
+    /// The operations, in order.
+    pub ops: Vec<Op>,
+    /// Slots used (the most blocks ever live at once).
+    pub slots: usize,
+    /// The most bytes ever live at once (requested sizes).
+    pub peak_live_bytes: u64,
+}
+
+/// A size from the trace's four bands.
+fn request_size(rng: &mut StdRng) -> u32 {
+    let (low, high): (f64, f64) = match rng.random_range(0..100) {
+        0..55 => (8.0, 128.0),
+        55..85 => (129.0, 1024.0),
+        85..97 => (1025.0, 8192.0),
+        _ => (8193.0, 32768.0),
+    };
+    let exponent = rng.random_range(low.ln()..=high.ln());
+    (exponent.exp().round() as u32).clamp(low as u32, high as u32)
+}
+
+/// How many allocations later a block dies.
+fn lifetime(rng: &mut StdRng, allocations: usize) -> usize {
+    match rng.random_range(0..100) {
+        0..70 => rng.random_range(1..=100),
+        70..95 => rng.random_range(1..=(allocations / 20).max(2)),
+        _ => rng.random_range(allocations / 4..=allocations * 2),
+    }
+}
+
+/// Generates the trace of `shape`.
+pub fn generate(shape: TraceShape) -> Trace {
+    let mut rng = StdRng::seed_from_u64(shape.seed);
+    let mut ops = Vec::with_capacity(2 * shape.allocations);
+    let mut deaths: BinaryHeap<Reverse<(usize, u32, u32)>> = BinaryHeap::new();
+    let mut free_slots: Vec<u32> = Vec::new();
+    let mut slots = 0u32;
+    let (mut live, mut peak_live_bytes) = (0u64, 0u64);
+    for now in 0..shape.allocations {
+        while let Some(&Reverse((death, slot, size))) = deaths.peek()
+            && death <= now
+        {
+            deaths.pop();
+            ops.push(Op::Free { slot, size });
+            free_slots.push(slot);
+            live -= u64::from(size);
+        }
+        let size = request_size(&mut rng);
+        let slot = free_slots.pop().unwrap_or_else(|| {
+            slots += 1;
+            slots - 1
+        });
+        ops.push(Op::Alloc { slot, size });
+        live += u64::from(size);
+        peak_live_bytes = peak_live_bytes.max(live);
+        deaths.push(Reverse((now + lifetime(&mut rng, shape.allocations), slot, size)));
+    }
+    let mut survivors: Vec<(u32, u32)> =
+        deaths.into_iter().map(|Reverse((_, slot, size))| (slot, size)).collect();
+    survivors.sort_unstable();
+    survivors.shuffle(&mut rng);
+    ops.extend(survivors.into_iter().map(|(slot, size)| Op::Free { slot, size }));
+    Trace { shape, ops, slots: slots as usize, peak_live_bytes }
+}
+
+/// A heap the trace can run on.
+pub trait TraceHeap {
+    /// Allocates a block for `layout`.
+    fn allocate(&self, layout: Layout) -> Result<NonNull<u8>, HeapError>;
+    /// Frees a block.
+    ///
+    /// # Safety
+    /// `ptr` came from `allocate(layout)` on this heap and is not used afterwards.
+    unsafe fn release(&self, ptr: NonNull<u8>, layout: Layout);
+    /// The heap's figures now.
+    fn sample(&self, operation: usize) -> HeapSample;
+}
+
+/// A heap's figures at one point of a replay.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct HeapSample {
+    /// Operations replayed so far.
+    pub operation: usize,
+    /// Bytes live (requested sizes).
+    pub live_bytes: u64,
+    /// Bytes the heap holds from its source.
+    pub footprint_bytes: u64,
+    /// Bytes in free blocks (heaps with a free list only).
+    pub free_bytes: u64,
+    /// Free blocks (heaps with a free list only): what a search may have to walk.
+    pub free_blocks: u64,
+    /// The largest free block (heaps with a free list only).
+    pub largest_free: u64,
+}
+
+impl HeapSample {
+    /// External fragmentation, 1 − largest free / free bytes (0 when nothing is free).
+    pub fn external_fragmentation(&self) -> f64 {
+        if self.free_bytes == 0 { 0.0 } else { 1.0 - self.largest_free as f64 / self.free_bytes as f64 }
+    }
+}
+
+impl<S: SpanSource> TraceHeap for FreeList<S> {
+    #[inline]
+    fn allocate(&self, layout: Layout) -> Result<NonNull<u8>, HeapError> {
+        self.alloc(layout)
+    }
+
+    #[inline]
+    unsafe fn release(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.free(ptr, layout) }
+    }
+
+    fn sample(&self, operation: usize) -> HeapSample {
+        let stats = self.stats();
+        let free = self.free_stats();
+        HeapSample {
+            operation,
+            live_bytes: stats.live_bytes as u64,
+            footprint_bytes: stats.footprint_bytes as u64,
+            free_bytes: free.free_bytes as u64,
+            free_blocks: free.free_blocks as u64,
+            largest_free: free.largest_free as u64,
+        }
+    }
+}
+
+impl<S: SpanSource> TraceHeap for SizeClass<S> {
+    #[inline]
+    fn allocate(&self, layout: Layout) -> Result<NonNull<u8>, HeapError> {
+        self.alloc(layout)
+    }
+
+    #[inline]
+    unsafe fn release(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.free(ptr, layout) }
+    }
+
+    fn sample(&self, operation: usize) -> HeapSample {
+        let stats = self.stats();
+        HeapSample {
+            operation,
+            live_bytes: stats.live_bytes as u64,
+            footprint_bytes: stats.footprint_bytes as u64,
+            free_bytes: 0,
+            free_blocks: 0,
+            largest_free: 0,
+        }
+    }
+}
+
+/// The blocks of a replay, by slot; empty again when a whole trace has been replayed.
+#[derive(Debug)]
+pub struct Slots(Vec<Option<NonNull<u8>>>);
+
+impl Slots {
+    /// Room for every slot of `trace`.
+    pub fn for_trace(trace: &Trace) -> Self {
+        Slots(vec![None; trace.slots])
+    }
+}
+
+/// Replays `ops` on `heap`. On error the blocks still in `slots` belong to `heap`, which
+/// must then be dropped (it takes them with it).
+#[inline(never)]
+fn replay_ops<H: TraceHeap>(heap: &H, ops: &[Op], slots: &mut Slots, name: &str) -> Result<(), LabError> {
+    for op in ops {
+        match *op {
+            Op::Alloc { slot, size } => {
+                let size = size as usize;
+                let layout = Layout::from_size_align(size, ALIGN).map_err(|e| LabError::InvalidArgument {
+                    flag: "--allocations",
+                    reason: e.to_string(),
+                })?;
+                let block = heap
+                    .allocate(layout)
+                    .map_err(|source| LabError::HeapRefused { heap: name.to_owned(), source })?;
+                // SAFETY: the block holds `size` >= 8 writable bytes.
+                unsafe {
+                    block.as_ptr().write(slot as u8);
+                    block.as_ptr().add(size - 1).write(size as u8);
+                }
+                slots.0[slot as usize] = Some(block);
+            }
+            Op::Free { slot, size } => {
+                if let Some(block) = slots.0[slot as usize].take() {
+                    let layout = Layout::from_size_align(size as usize, ALIGN).map_err(|e| {
+                        LabError::InvalidArgument { flag: "--allocations", reason: e.to_string() }
+                    })?;
+                    // SAFETY: the block was allocated with this layout by this heap (the
+                    // trace frees each slot once, after its allocation) and is not used
+                    // after this.
+                    unsafe { heap.release(block, layout) };
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replays the whole trace and returns how long it took, in seconds.
+pub fn replay_timed<H: TraceHeap>(
+    heap: &H,
+    trace: &Trace,
+    slots: &mut Slots,
+    name: &str,
+) -> Result<f64, LabError> {
+    let started = Instant::now();
+    replay_ops(heap, &trace.ops, slots, name)?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Replays the whole trace, sampling the heap's figures `samples` times at even intervals
+/// (and once at the start).
+pub fn replay_sampled<H: TraceHeap>(
+    heap: &H,
+    trace: &Trace,
+    slots: &mut Slots,
+    samples: usize,
+    name: &str,
+) -> Result<Vec<HeapSample>, LabError> {
+    let every = trace.ops.len().div_ceil(samples.max(1)).max(1);
+    let mut taken = vec![heap.sample(0)];
+    let mut done = 0;
+    for ops in trace.ops.chunks(every) {
+        replay_ops(heap, ops, slots, name)?;
+        done += ops.len();
+        taken.push(heap.sample(done));
+    }
+    Ok(taken)
+}
+
+/// The median of `values` (0 when empty).
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_allocation_is_freed_exactly_once_after_it_was_made() {
+        let trace = generate(TraceShape { allocations: 5000, seed: 7 });
+        assert_eq!(trace.ops.len(), 10_000);
+        let mut live: Vec<Option<u32>> = vec![None; trace.slots];
+        let (mut bytes, mut peak) = (0u64, 0u64);
+        for op in &trace.ops {
+            match *op {
+                Op::Alloc { slot, size } => {
+                    assert!(live[slot as usize].replace(size).is_none(), "slot {slot} reused while live");
+                    assert!((8..=32768).contains(&size), "{size}");
+                    bytes += u64::from(size);
+                    peak = peak.max(bytes);
+                }
+                Op::Free { slot, size } => {
+                    assert_eq!(live[slot as usize].take(), Some(size), "slot {slot} freed while empty");
+                    bytes -= u64::from(size);
+                }
+            }
+        }
+        assert!(live.iter().all(Option::is_none));
+        assert_eq!(peak, trace.peak_live_bytes);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_trace_and_another_seed_another() {
+        let shape = TraceShape { allocations: 2000, seed: 3 };
+        assert_eq!(generate(shape), generate(shape));
+        assert_ne!(generate(shape).ops, generate(TraceShape { seed: 4, ..shape }).ops);
+    }
+
+    #[test]
+    fn frees_do_not_follow_allocation_order() {
+        let trace = generate(TraceShape { allocations: 5000, seed: 11 });
+        let mut allocated_at = vec![0usize; trace.slots];
+        let mut inversions = 0;
+        let mut last_freed_birth = 0;
+        for (i, op) in trace.ops.iter().enumerate() {
+            match *op {
+                Op::Alloc { slot, .. } => allocated_at[slot as usize] = i,
+                Op::Free { slot, .. } => {
+                    let birth = allocated_at[slot as usize];
+                    if birth < last_freed_birth {
+                        inversions += 1;
+                    }
+                    last_freed_birth = birth;
+                }
+            }
+        }
+        assert!(inversions > 1000, "{inversions} frees came before those of younger blocks");
+    }
+
+    #[test]
+    fn a_replay_leaves_every_heap_empty() {
+        let trace = generate(TraceShape { allocations: 3000, seed: 5 });
+        let mut slots = Slots::for_trace(&trace);
+        let freelist = FreeList::new(allockit::freelist::Placement::BestFit);
+        let samples = replay_sampled(&freelist, &trace, &mut slots, 10, "freelist").unwrap();
+        assert_eq!(samples.len(), 11);
+        assert_eq!(samples.last().map(|s| (s.operation, s.live_bytes)), Some((trace.ops.len(), 0)));
+        assert!(samples.iter().any(|s| s.live_bytes > 0 && s.footprint_bytes >= s.live_bytes));
+        freelist.check().unwrap();
+        let sizeclass = SizeClass::new();
+        replay_timed(&sizeclass, &trace, &mut slots, "sizeclass").unwrap();
+        assert_eq!(sizeclass.stats().live_bytes, 0);
+        assert_eq!(sizeclass.stats().allocations, 3000);
+    }
+}

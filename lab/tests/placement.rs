@@ -1,0 +1,72 @@
+mod common;
+
+use allockit::freelist::{FreeOrder, Placement};
+use allockit_lab::placement::{self, PlacementOptions, Policy};
+use allockit_lab::process::{Machine, TempDir};
+use allockit_lab::report;
+
+#[test]
+fn best_fit_never_needs_more_memory_than_first_fit_on_the_same_trace() {
+    let options = PlacementOptions::quick();
+    let outcome = placement::run(&options).unwrap();
+    let policies: Vec<Policy> = outcome.runs.iter().map(|run| run.policy).collect();
+    assert_eq!(policies, Policy::COMPARED);
+    assert_eq!(outcome.trace_ops, 2 * options.trace.allocations);
+
+    let first = outcome.run_of(Policy { placement: Placement::FirstFit, order: FreeOrder::Lifo }).unwrap();
+    let best = outcome.run_of(Policy { placement: Placement::BestFit, order: FreeOrder::Lifo }).unwrap();
+    assert!(
+        best.peak_footprint_bytes <= first.peak_footprint_bytes,
+        "best fit {} B, first fit {} B",
+        best.peak_footprint_bytes,
+        first.peak_footprint_bytes
+    );
+    assert!(
+        best.mean_free_blocks() <= first.mean_free_blocks(),
+        "best fit splits less, so it leaves fewer free blocks"
+    );
+
+    for run in &outcome.runs {
+        let name = run.policy.label();
+        assert!(
+            run.peak_footprint_bytes >= outcome.peak_live_bytes,
+            "{name}: footprint holds the live bytes"
+        );
+        assert!(outcome.efficiency(run) <= 1.0 && outcome.efficiency(run) > 0.2, "{name}");
+        assert_eq!(run.samples.first().map(|s| s.operation), Some(0));
+        assert_eq!(run.samples.last().map(|s| (s.operation, s.live_bytes)), Some((outcome.trace_ops, 0)));
+        assert!(run.samples.len() >= options.samples, "{name}: {} samples", run.samples.len());
+        let peak_sampled = run.samples.iter().map(|s| s.live_bytes).max().unwrap();
+        assert!(peak_sampled <= outcome.peak_live_bytes && peak_sampled > outcome.peak_live_bytes / 2);
+        for sample in &run.samples {
+            assert!(sample.footprint_bytes >= sample.live_bytes, "{name}: {sample:?}");
+            assert!(sample.largest_free <= sample.free_bytes, "{name}: {sample:?}");
+            assert!((0.0..=1.0).contains(&sample.external_fragmentation()), "{name}: {sample:?}");
+        }
+        assert_eq!(run.round_secs.len(), options.rounds);
+        assert!(run.round_secs.iter().all(|s| s.is_finite() && *s > 0.0), "{name}: {:?}", run.round_secs);
+    }
+
+    let dir = TempDir::new("placement-test").unwrap();
+    report::write_outcome(dir.path(), &outcome, &Machine::describe()).unwrap();
+    let samples = std::fs::read_to_string(dir.path().join("placement-samples.csv")).unwrap();
+    for policy in Policy::COMPARED {
+        assert!(samples.lines().any(|l| l.starts_with(&format!("{},", policy.label()))));
+    }
+    assert!(common::is_png(&dir.path().join("placement.png")));
+}
+
+#[test]
+fn the_same_seed_gives_the_same_footprints_and_another_seed_another_trace() {
+    let options = PlacementOptions { rounds: 1, samples: 10, ..PlacementOptions::quick() };
+    let footprints = |outcome: &placement::PlacementOutcome| -> Vec<u64> {
+        outcome.runs.iter().map(|run| run.peak_footprint_bytes).collect()
+    };
+    let once = placement::run(&options).unwrap();
+    let again = placement::run(&options).unwrap();
+    assert_eq!(footprints(&once), footprints(&again));
+    assert_eq!(once.peak_live_bytes, again.peak_live_bytes);
+    let mut other = options;
+    other.trace.seed += 1;
+    assert_ne!(placement::run(&other).unwrap().peak_live_bytes, once.peak_live_bytes);
+}
