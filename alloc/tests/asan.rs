@@ -6,7 +6,7 @@
 use std::alloc::Layout;
 use std::process::Command;
 
-use allockit::{Arena, RawPool};
+use allockit::{Arena, ChunkConfig, ChunkSource, RawPool};
 
 /// Runs one `#[ignore]`d entry of this test binary in a child and returns its stderr.
 fn child_report(entry: &str) -> String {
@@ -16,6 +16,16 @@ fn child_report(entry: &str) -> String {
         .unwrap();
     assert!(!output.status.success(), "the misuse in {entry} went unnoticed");
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Runs one `#[ignore]`d entry of this test binary in a child and fails with its stderr
+/// unless it succeeds.
+fn child_succeeds(entry: &str) {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([entry, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{entry} failed: {}", String::from_utf8_lossy(&output.stderr));
 }
 
 #[test]
@@ -34,6 +44,13 @@ fn a_read_past_an_arena_allocation_is_reported() {
 fn a_write_after_pool_free_is_reported() {
     let report = child_report("child_writes_a_freed_pool_block");
     assert!(report.contains("AddressSanitizer: use-after-poison"), "{report}");
+}
+
+#[test]
+fn the_addresses_of_a_dropped_chunk_source_are_not_left_poisoned() {
+    // Found by the `pool` and `freelist` fuzz targets: a region unmapped with poisoned chunks
+    // made the next mapping at those addresses (a reservation) report use-after-poison.
+    child_succeeds("child_maps_the_addresses_of_a_dropped_chunk_source");
 }
 
 #[test]
@@ -94,4 +111,36 @@ fn child_writes_a_freed_pool_block() {
     unsafe { pool.dealloc(block) };
     // SAFETY: deliberately not: the block was freed.
     unsafe { block.as_ptr().add(16).write_volatile(1) };
+}
+
+#[test]
+#[ignore = "child process entry (one thread, so no other mapping takes the addresses); run by the_addresses_of_a_dropped_chunk_source_are_not_left_poisoned"]
+fn child_maps_the_addresses_of_a_dropped_chunk_source() {
+    use rustix::mm::{MapFlags, ProtFlags, mmap_anonymous, munmap};
+
+    let source =
+        ChunkSource::new(ChunkConfig { region_size: 1 << 20, max_regions: 1, ..ChunkConfig::default() })
+            .unwrap();
+    let chunk = source.take().unwrap();
+    let (start, len) = (chunk.as_ptr().as_ptr(), chunk.len());
+    source.give_back(chunk);
+    drop(source);
+    // SAFETY: the region was unmapped with its source; NOREPLACE fails rather than
+    // replacing anything that took the addresses since.
+    let mapping = unsafe {
+        mmap_anonymous(
+            start.cast(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE,
+        )
+    }
+    .unwrap();
+    assert_eq!(mapping.cast::<u8>(), start);
+    // SAFETY: our own fresh read-write mapping of `len` bytes.
+    unsafe {
+        start.write_bytes(7, len);
+        assert_eq!(start.add(len - 1).read(), 7);
+        munmap(mapping, len).unwrap();
+    }
 }
