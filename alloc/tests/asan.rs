@@ -48,7 +48,7 @@ fn a_write_after_pool_free_is_reported() {
 
 #[test]
 fn the_addresses_of_a_dropped_chunk_source_are_not_left_poisoned() {
-    // Found by the `pool` and `freelist` fuzz targets: a region unmapped with poisoned chunks
+    // Found by the `freelist` and `sizeclass` fuzz targets: a region unmapped with poisoned chunks
     // made the next mapping at those addresses (a reservation) report use-after-poison.
     child_succeeds("child_maps_the_addresses_of_a_dropped_chunk_source");
 }
