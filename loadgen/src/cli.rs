@@ -202,7 +202,7 @@ pub struct SoakArgs {
     #[arg(long, value_parser = parse_fraction, default_value = "25%", value_name = "FRACTION")]
     pub warmup_fraction: f64,
     /// Largest segregated RSS slope after the warm-up, MiB per minute
-    #[arg(long, default_value_t = 1.0, value_name = "MIB_PER_MIN")]
+    #[arg(long, default_value_t = 0.25, value_name = "MIB_PER_MIN")]
     pub max_rss_slope: f64,
     /// Broken RSS growth must be at least this many times the segregated growth
     #[arg(long, default_value_t = 4.0, value_name = "RATIO")]
@@ -445,7 +445,7 @@ async fn execute_soak(args: SoakArgs) -> Result<Verdict, Error> {
         duration: args.duration,
         connections: args.connections as usize,
         timeout: args.timeout,
-        workload: args.workload.spec(5_000),
+        workload: args.workload.spec(soak::DEFAULT_USERS),
         limits: SoakLimits {
             warmup_fraction: args.warmup_fraction,
             max_rss_slope: args.max_rss_slope * 1024.0 * 1024.0,
@@ -473,6 +473,19 @@ mod tests {
     fn the_cli_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_soak_defaults_run_ten_minutes_with_every_user_fitting_in_the_cache() {
+        let Some(Command::Soak(args)) = parse(&["soak"]).unwrap().command else {
+            panic!("`loadgen soak` parses as the soak")
+        };
+        assert_eq!(args.duration, Duration::from_secs(600));
+        assert!(args.workload.spec(soak::DEFAULT_USERS).users < args.cache_entries);
+        let Some(Command::Soak(args)) = parse(&["soak", "--users", "30000"]).unwrap().command else {
+            panic!("`loadgen soak --users` parses as the soak")
+        };
+        assert_eq!(args.workload.spec(soak::DEFAULT_USERS).users, 30_000);
     }
 
     #[test]
