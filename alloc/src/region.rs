@@ -139,7 +139,8 @@ unsafe impl Send for Region {}
 
 impl Region {
     pub(crate) fn reserve(chunk_size: usize, chunks: usize) -> Result<Self, OsError> {
-        let base = os::reserve(chunk_size * chunks)?;
+        // Aligned to the chunk size: chunks are (the pool finds a block's chunk by masking).
+        let base = os::reserve_aligned(chunk_size * chunks, chunk_size)?;
         Ok(Self {
             base,
             chunk_size,
