@@ -27,6 +27,9 @@ struct Input {
     align: Align,
     /// Chunk cap, 0 to 4 (0 must be refused).
     max_chunks: u8,
+    /// Region of the private chunk source, 1 to 16 MiB (odd sizes are mapped at any page,
+    /// so the source must align them itself).
+    region_mib: u8,
     ops: Vec<Op>,
 }
 
@@ -34,7 +37,7 @@ fuzz_target!(|input: Input| {
     let Ok(layout) = Layout::from_size_align(usize::from(input.size), input.align.bytes(12)) else {
         return;
     };
-    let source = private_source(3);
+    let source = private_source(input.region_mib);
     let pool = match RawPool::new(source.clone(), layout, usize::from(input.max_chunks % 5)) {
         Ok(pool) => pool,
         Err(PoolError::Invalid(_)) => return,
