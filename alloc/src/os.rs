@@ -63,26 +63,34 @@ pub fn reserve(len: usize) -> Result<NonNull<u8>, OsError> {
     NonNull::new(ptr.cast()).ok_or_else(|| os_error("mmap", len, rustix::io::Errno::NOMEM))
 }
 
-/// Reserves `len` bytes of address space starting at a multiple of `align` (a power of two,
-/// at least a page): reserves `len + align`, then unmaps the unaligned head and the tail.
-/// The kernel only promises page alignment for a plain [`reserve`].
+/// Reserves `len` bytes of address space (as [`reserve`]) starting at a multiple of `align`,
+/// a power of two.
+///
+/// The kernel aligns a mapping to a page, or to 2 MiB when its length is a multiple of
+/// 2 MiB (transparent huge pages), and valgrind to a page only: so this reserves
+/// `len + align - page` bytes and unmaps the unaligned head and the tail. If unmapping
+/// either fails, that part stays reserved (address space, no memory) and unused.
 pub fn reserve_aligned(len: usize, align: usize) -> Result<NonNull<u8>, OsError> {
-    debug_assert!(align.is_power_of_two() && align >= page_size());
-    let padded = len.checked_add(align).ok_or_else(|| os_error("mmap", len, rustix::io::Errno::NOMEM))?;
-    let raw = reserve(padded)?;
-    let head = raw.as_ptr().addr().wrapping_neg() & (align - 1);
-    let tail = align - head;
-    // SAFETY: `raw` is our fresh reservation of `padded` bytes; the head and tail pieces
-    // lie inside it, are page aligned (both addresses and `align` are), and hold nothing.
+    debug_assert!(align.is_power_of_two());
+    let page = page_size();
+    if align <= page {
+        return reserve(len);
+    }
+    let padded =
+        len.checked_add(align - page).ok_or_else(|| os_error("mmap", len, rustix::io::Errno::NOMEM))?;
+    let base = reserve(padded)?;
+    let head = base.as_ptr().addr().next_multiple_of(align) - base.as_ptr().addr();
+    let tail = padded - head - len;
+    // SAFETY: head and tail are page-aligned ends of the mapping just made, which nobody
+    // uses; the aligned middle stays mapped.
     unsafe {
         if head > 0 {
-            release(raw, head)?;
+            let _ = release(base, head);
         }
-        let aligned = raw.add(head);
         if tail > 0 {
-            release(aligned.add(len), tail)?;
+            let _ = release(base.add(head + len), tail);
         }
-        Ok(aligned)
+        Ok(base.add(head))
     }
 }
 
@@ -119,11 +127,11 @@ pub unsafe fn protect(ptr: NonNull<u8>, len: usize) -> Result<(), OsError> {
         .map_err(|e| os_error("mprotect", len, e))
 }
 
-/// Unmaps a reservation.
+/// Unmaps a reservation, or a page-aligned part of one.
 ///
 /// # Safety
-/// `[ptr, ptr + len)` must be exactly a range returned by [`reserve`], and nothing may use
-/// it afterwards.
+/// `[ptr, ptr + len)` must be page aligned and lie inside reservations made by [`reserve`]
+/// or [`reserve_aligned`], and nothing may use it afterwards.
 pub unsafe fn release(ptr: NonNull<u8>, len: usize) -> Result<(), OsError> {
     // SAFETY: the caller guarantees the mapping is ours and dead.
     unsafe { mm::munmap(ptr.as_ptr().cast::<c_void>(), len) }.map_err(|e| os_error("munmap", len, e))
@@ -164,11 +172,12 @@ mod tests {
 
     #[test]
     fn aligned_reservations_start_at_a_multiple_of_the_alignment() {
-        for align in [64 * 1024, 1024 * 1024, 4 * 1024 * 1024] {
-            let len = 8 * align;
+        for align in [page_size(), 64 << 10, 1 << 20, 32 << 20] {
+            // An odd number of pages: the kernel itself aligns such a mapping to a page only.
+            let len = 17 * page_size();
             let base = reserve_aligned(len, align).unwrap();
-            assert_eq!(base.as_ptr().addr() % align, 0);
-            // SAFETY: the range is our fresh reservation.
+            assert_eq!(base.as_ptr().addr() % align, 0, "aligned to {align}");
+            // SAFETY: the range is our fresh reservation, committed then released whole.
             unsafe {
                 commit(base, len).unwrap();
                 base.as_ptr().add(len - 1).write(1);

@@ -1,12 +1,16 @@
 //! AddressSanitizer sees allocator memory that is not handed out (the `asan` feature, in a
 //! `-Zsanitizer=address` build: `scripts/sanitize`). Each misuse runs in a child process,
 //! which ASan stops with a `use-after-poison` report.
+//!
+//! The tests named `*_is_not_reported` also run with the `guard` feature on (the build the
+//! fuzz targets use); the misuse reports do not, since a guard's canaries and records make
+//! some of the bytes after an allocation addressable.
 #![cfg(feature = "asan")]
 
 use std::alloc::Layout;
 use std::process::Command;
 
-use allockit::{Arena, RawPool};
+use allockit::{Arena, ChunkConfig, ChunkSource, RawPool};
 
 /// Runs one `#[ignore]`d entry of this test binary in a child and returns its stderr.
 fn child_report(entry: &str) -> String {
@@ -16,6 +20,16 @@ fn child_report(entry: &str) -> String {
         .unwrap();
     assert!(!output.status.success(), "the misuse in {entry} went unnoticed");
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Runs one `#[ignore]`d entry of this test binary in a child and fails with its stderr
+/// unless it succeeds.
+fn child_succeeds(entry: &str) {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([entry, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{entry} failed: {}", String::from_utf8_lossy(&output.stderr));
 }
 
 #[test]
@@ -34,6 +48,26 @@ fn a_read_past_an_arena_allocation_is_reported() {
 fn a_write_after_pool_free_is_reported() {
     let report = child_report("child_writes_a_freed_pool_block");
     assert!(report.contains("AddressSanitizer: use-after-poison"), "{report}");
+}
+
+#[test]
+fn mapping_the_addresses_of_a_dropped_chunk_source_is_not_reported() {
+    // Found by the `freelist` and `sizeclass` fuzz targets: a region unmapped with poisoned chunks
+    // made the next mapping at those addresses (a reservation) report use-after-poison.
+    child_succeeds("child_maps_the_addresses_of_a_dropped_chunk_source");
+}
+
+#[test]
+#[cfg(feature = "guard")]
+fn shrinking_the_tip_in_place_with_guards_on_is_not_reported() {
+    // Found by the `arena` fuzz target: with the guards on as well, an in-place shrink made
+    // the tip's old record unaddressable and then read its trailer.
+    let arena = Arena::new();
+    let mut values = allocator_api2::vec::Vec::with_capacity_in(100, &arena);
+    values.extend(0..10u32);
+    values.shrink_to_fit();
+    assert_eq!(values.capacity(), 10);
+    assert!(values.iter().copied().eq(0..10));
 }
 
 #[test]
@@ -94,4 +128,36 @@ fn child_writes_a_freed_pool_block() {
     unsafe { pool.dealloc(block) };
     // SAFETY: deliberately not: the block was freed.
     unsafe { block.as_ptr().add(16).write_volatile(1) };
+}
+
+#[test]
+#[ignore = "child process entry (one thread, so no other mapping takes the addresses); run by mapping_the_addresses_of_a_dropped_chunk_source_is_not_reported"]
+fn child_maps_the_addresses_of_a_dropped_chunk_source() {
+    use rustix::mm::{MapFlags, ProtFlags, mmap_anonymous, munmap};
+
+    let source =
+        ChunkSource::new(ChunkConfig { region_size: 1 << 20, max_regions: 1, ..ChunkConfig::default() })
+            .unwrap();
+    let chunk = source.take().unwrap();
+    let (start, len) = (chunk.as_ptr().as_ptr(), chunk.len());
+    source.give_back(chunk);
+    drop(source);
+    // SAFETY: the region was unmapped with its source; NOREPLACE fails rather than
+    // replacing anything that took the addresses since.
+    let mapping = unsafe {
+        mmap_anonymous(
+            start.cast(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE,
+        )
+    }
+    .unwrap();
+    assert_eq!(mapping.cast::<u8>(), start);
+    // SAFETY: our own fresh read-write mapping of `len` bytes.
+    unsafe {
+        start.write_bytes(7, len);
+        assert_eq!(start.add(len - 1).read(), 7);
+        munmap(mapping, len).unwrap();
+    }
 }

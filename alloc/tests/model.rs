@@ -10,6 +10,13 @@ use std::sync::Arc;
 use allockit::{Arena, ChunkConfig, ChunkSource, Escaped, RawPool};
 use proptest::prelude::*;
 
+/// 64 cases per property unless `PROPTEST_CASES` says otherwise (an explicit `cases` would
+/// ignore the variable).
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+    ProptestConfig { cases, ..ProptestConfig::default() }
+}
+
 fn source() -> Arc<ChunkSource> {
     ChunkSource::new(ChunkConfig {
         region_size: 64 * 1024 * 1024,
@@ -63,7 +70,7 @@ fn assert_disjoint_and_intact(live: &[Live], escaped: &[(Escaped<[u8]>, u8)]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(config())]
 
     #[test]
     fn arena_matches_the_model(ops in proptest::collection::vec(arena_op(), 1..200)) {
@@ -125,7 +132,7 @@ enum PoolOp {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(config())]
 
     #[test]
     fn pool_matches_the_model(

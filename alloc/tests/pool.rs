@@ -99,3 +99,24 @@ fn dropping_the_pool_returns_its_chunks() {
     drop(pool);
     assert_eq!(source.stats().chunks_in_use, 0);
 }
+
+#[test]
+fn blocks_come_back_from_a_region_whose_size_the_kernel_does_not_align() {
+    // With the guards, a block's double-free bit is found by rounding its address down to
+    // its chunk: before regions were aligned to the chunk size, a region of 17 chunks (not a
+    // multiple of 2 MiB, so mapped at an arbitrary page) sent that lookup outside the chunk.
+    let source = ChunkSource::new(ChunkConfig {
+        region_size: 17 * 64 * 1024,
+        max_regions: 1,
+        ..ChunkConfig::default()
+    })
+    .unwrap();
+    let pool: Pool<[u64; 4]> = Pool::with_source(Arc::clone(&source), 17).unwrap();
+    let blocks: Vec<_> =
+        (0..3 * pool.raw().blocks_per_chunk()).map(|i| pool.alloc([i as u64; 4]).unwrap()).collect();
+    for (i, block) in blocks.iter().enumerate() {
+        assert_eq!(block[3], i as u64);
+    }
+    drop(blocks);
+    assert_eq!(pool.objects().live, 0);
+}

@@ -18,6 +18,7 @@ use crate::http::Target;
 use crate::plot;
 use crate::progress;
 use crate::run::{RequestBody, RunConfig, RunHooks, run_load};
+use crate::soak::{self, SoakConfig, SoakLimits};
 use crate::units::{IntRange, parse_duration, parse_fraction, parse_rate};
 use crate::workload::WorkloadSpec;
 
@@ -26,7 +27,7 @@ Exit status:
   0  the run finished within --max-error-rate
   1  the run could not start or finish (unreachable target, unwritable output, ...)
   2  bad command line
-  3  --max-error-rate exceeded (demo: also a server that did not exit cleanly)";
+  3  --max-error-rate exceeded (demo: also a server that did not exit cleanly; soak: a check failed)";
 
 /// `loadgen`: open-loop HTTP load with coordinated-omission-corrected latency.
 #[derive(Debug, Parser)]
@@ -53,6 +54,7 @@ impl Cli {
     pub fn threads(&self) -> usize {
         let requested = match &self.command {
             Some(Command::Demo(demo)) => demo.threads,
+            Some(Command::Soak(soak)) => soak.threads,
             None => self.run.threads,
         };
         requested
@@ -70,6 +72,10 @@ pub enum Command {
     /// Start allockit-server twice (segregated and --break-lifetimes), drive both at the same rate, and
     /// write a side-by-side report with one RSS chart
     Demo(DemoArgs),
+    /// Drive both servers side by side for a long time and check memory: segregated RSS flat after the
+    /// warm-up, broken RSS climbing, no chunk leaked once idle, pinned chunks given back on cache clear,
+    /// no errors, clean exits (exit status 3 names each failed check)
+    Soak(SoakArgs),
 }
 
 /// Flags of a plain run.
@@ -174,11 +180,58 @@ pub struct DemoArgs {
     pub workload: WorkloadArgs,
 }
 
+/// Flags of `loadgen soak`.
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    /// The allockit-server binary [default: next to this executable]
+    #[arg(long, value_name = "PATH")]
+    pub server_bin: Option<PathBuf>,
+    /// --workers of both servers
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub server_workers: u32,
+    /// --cache-entries of both servers: more than --users, so the cache fills and never evicts
+    #[arg(long, value_name = "N", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cache_entries: u64,
+    /// Requests per second sent to each server
+    #[arg(long, value_parser = parse_rate, default_value = "500")]
+    pub rps: f64,
+    /// How long both servers are driven (e.g. 10m)
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    pub duration: Duration,
+    /// Share of the run before the RSS fit starts (the cache filling up)
+    #[arg(long, value_parser = parse_fraction, default_value = "25%", value_name = "FRACTION")]
+    pub warmup_fraction: f64,
+    /// Largest segregated RSS slope after the warm-up, MiB per minute
+    #[arg(long, default_value_t = 0.25, value_name = "MIB_PER_MIN")]
+    pub max_rss_slope: f64,
+    /// Broken RSS growth must be at least this many times the segregated growth
+    #[arg(long, default_value_t = 4.0, value_name = "RATIO")]
+    pub min_growth_ratio: f64,
+    /// Keep-alive connections per server (also the most chunks an idle server may hold)
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub connections: u32,
+    /// Limit on connecting and on each request
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// Directory for report.json, rss.png and the server logs
+    #[arg(long, value_name = "DIR", default_value = "reports/soak")]
+    pub out: PathBuf,
+    /// Runtime worker threads [default: one per core]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+    /// No live progress
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Workload shape.
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+}
+
 /// The shape of the generated `POST /v1/events` batches.
 #[derive(Debug, Clone, Args)]
 pub struct WorkloadArgs {
     /// Distinct users, drawn uniformly: sets the server's cache-miss rate
-    /// [default: 10000; demo: 100000]
+    /// [default: 10000; demo: 100000; soak: 5000]
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub users: Option<u64>,
     /// Events per batch: N, or A..B drawn uniformly (inclusive)
@@ -230,6 +283,7 @@ pub enum Verdict {
 pub async fn execute(cli: Cli) -> Result<Verdict, Error> {
     match cli.command {
         Some(Command::Demo(args)) => execute_demo(args).await,
+        Some(Command::Soak(args)) => execute_soak(args).await,
         None => execute_run(cli.run).await,
     }
 }
@@ -382,6 +436,31 @@ async fn execute_demo(args: DemoArgs) -> Result<Verdict, Error> {
     Ok(if problems.is_empty() { Verdict::Passed } else { Verdict::LimitExceeded(problems) })
 }
 
+async fn execute_soak(args: SoakArgs) -> Result<Verdict, Error> {
+    let config = SoakConfig {
+        server_bin: args.server_bin,
+        workers: args.server_workers,
+        cache_entries: args.cache_entries,
+        rps: args.rps,
+        duration: args.duration,
+        connections: args.connections as usize,
+        timeout: args.timeout,
+        workload: args.workload.spec(soak::DEFAULT_USERS),
+        limits: SoakLimits {
+            warmup_fraction: args.warmup_fraction,
+            max_rss_slope: args.max_rss_slope * 1024.0 * 1024.0,
+            min_growth_ratio: args.min_growth_ratio,
+        },
+        out_dir: args.out,
+        progress: progress::enabled(args.quiet),
+    };
+    let report = soak::run_soak(&config, Some(stop_on_ctrl_c())).await?;
+    print!("{}", report.render());
+    println!("wrote {}/report.json, rss.png", config.out_dir.display());
+    let failures = report.failures();
+    Ok(if failures.is_empty() { Verdict::Passed } else { Verdict::LimitExceeded(failures) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,6 +473,19 @@ mod tests {
     fn the_cli_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_soak_defaults_run_ten_minutes_with_every_user_fitting_in_the_cache() {
+        let Some(Command::Soak(args)) = parse(&["soak"]).unwrap().command else {
+            panic!("`loadgen soak` parses as the soak")
+        };
+        assert_eq!(args.duration, Duration::from_secs(600));
+        assert!(args.workload.spec(soak::DEFAULT_USERS).users < args.cache_entries);
+        let Some(Command::Soak(args)) = parse(&["soak", "--users", "30000"]).unwrap().command else {
+            panic!("`loadgen soak --users` parses as the soak")
+        };
+        assert_eq!(args.workload.spec(soak::DEFAULT_USERS).users, 30_000);
     }
 
     #[test]

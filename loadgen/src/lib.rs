@@ -12,7 +12,8 @@
 //!   jemalloc, arena chunks by state, cache bytes, as a per-second series.
 //! * Output: a summary table, JSON, CSV, charts ([`report`], [`plot`]); loadgen's own
 //!   Prometheus metrics ([`exporter`]); live progress ([`progress`]).
-//! * [`demo`] starts the allockit server in both lifetime modes and compares them.
+//! * [`demo`] starts the allockit server in both lifetime modes and compares them;
+//!   [`soak`] drives both for a long time and checks that memory behaves (a verdict).
 //!
 //! | module | what it is |
 //! |---|---|
@@ -25,6 +26,7 @@
 //! | [`report`], [`plot`], [`progress`] | what the user sees |
 //! | [`exporter`] | loadgen's own metrics |
 //! | [`demo`] | the two-mode server comparison |
+//! | [`soak`] | the long-run memory checks of both modes, with a verdict |
 //! | [`cli`] | the command line |
 //!
 //! ```no_run
@@ -73,6 +75,7 @@ pub mod recorder;
 pub mod report;
 pub mod run;
 pub mod scrape;
+pub mod soak;
 pub mod timetable;
 pub mod units;
 pub mod workload;

@@ -200,6 +200,9 @@ impl Bump {
         if new_size.saturating_add(GUARD_EXTRA) > available {
             return false;
         }
+        // Read the tip's trailer before the ASan update below: a shrink makes it unaddressable.
+        #[cfg(feature = "guard")]
+        let prev_end = self.last_trailer().map_or(ptr.as_ptr(), |t| t.prev_end);
         if guard::ASAN {
             // SAFETY: both ranges lie in the bump's range: the tip block before and after.
             unsafe {
@@ -209,7 +212,6 @@ impl Bump {
         }
         #[cfg(feature = "guard")]
         {
-            let prev_end = self.last_trailer().map_or(ptr.as_ptr(), |t| t.prev_end);
             // SAFETY: the record fits before the end, checked above.
             unsafe { self.write_record(prev_end, ptr.as_ptr(), new_size) };
         }
