@@ -117,6 +117,32 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// An open-loop run of `POST /v1/events` against this server, scraping its `/metrics`
+    /// (the run the demo and the soak make against each mode).
+    pub(crate) fn events_run(
+        &self,
+        workload: &WorkloadSpec,
+        rps: f64,
+        duration: Duration,
+        connections: usize,
+        timeout: Duration,
+    ) -> Result<RunConfig, Error> {
+        let base = Target::parse("--server-bin", &self.base_url())?;
+        Ok(RunConfig {
+            label: self.mode.clone(),
+            target: base.with_path("/v1/events"),
+            method: Method::POST,
+            body: RequestBody::Workload(workload.clone()),
+            rps,
+            warmup: Duration::ZERO,
+            duration,
+            connections,
+            max_in_flight: None,
+            timeout,
+            metrics_url: Some(base.with_path("/metrics")),
+        })
+    }
+
     /// Starts `binary` with `--listen 127.0.0.1:0 --admin-listen 127.0.0.1:0` and `args`,
     /// stderr to `log`, and waits for its announcement line.
     pub async fn spawn(binary: &Path, mode: &str, args: &[String], log: &Path) -> Result<Self, Error> {
@@ -474,18 +500,5 @@ pub async fn run_demo(config: &DemoConfig, stop: Option<watch::Receiver<bool>>) 
 }
 
 fn run_config(config: &DemoConfig, server: &ServerProcess) -> Result<RunConfig, Error> {
-    let base = Target::parse("--server-bin", &server.base_url())?;
-    Ok(RunConfig {
-        label: server.mode.clone(),
-        target: base.with_path("/v1/events"),
-        method: Method::POST,
-        body: RequestBody::Workload(config.workload.clone()),
-        rps: config.rps,
-        warmup: Duration::ZERO,
-        duration: config.duration,
-        connections: config.connections,
-        max_in_flight: None,
-        timeout: config.timeout,
-        metrics_url: Some(base.with_path("/metrics")),
-    })
+    server.events_run(&config.workload, config.rps, config.duration, config.connections, config.timeout)
 }

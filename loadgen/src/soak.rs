@@ -44,7 +44,7 @@ use crate::http::{BodyUse, ClientConnection, Target};
 use crate::plot;
 use crate::progress;
 use crate::report::{self, RunReport, SeriesRow, mebibytes};
-use crate::run::{RequestBody, RunConfig, RunHooks, run_load};
+use crate::run::{RunConfig, RunHooks, run_load};
 use crate::scrape::{Scraper, ServerSample};
 use crate::workload::WorkloadSpec;
 
@@ -508,20 +508,7 @@ fn server_args(config: &SoakConfig, mode: &Mode) -> Vec<String> {
 }
 
 fn run_config(config: &SoakConfig, server: &ServerProcess) -> Result<RunConfig, Error> {
-    let base = Target::parse("--server-bin", &server.base_url())?;
-    Ok(RunConfig {
-        label: server.mode.clone(),
-        target: base.with_path("/v1/events"),
-        method: Method::POST,
-        body: RequestBody::Workload(config.workload.clone()),
-        rps: config.rps,
-        warmup: Duration::ZERO,
-        duration: config.duration,
-        connections: config.connections,
-        max_in_flight: None,
-        timeout: config.timeout,
-        metrics_url: Some(base.with_path("/metrics")),
-    })
+    server.events_run(&config.workload, config.rps, config.duration, config.connections, config.timeout)
 }
 
 /// Scrapes `server` every 250 ms until `settled` holds or [`SETTLE_TIMEOUT`] passes; returns
