@@ -226,8 +226,14 @@ impl Drop for Region {
     fn drop(&mut self) {
         // SAFETY: base/len are exactly our reservation; the owning ChunkSource is being
         // dropped, and every user of its chunks holds a reference to it, so none is left.
-        // A failed munmap only leaks address space, which is all we could do anyway.
-        let _ = unsafe { os::release(self.base, self.len()) };
+        // Chunks are poisoned for AddressSanitizer only below the frontier; ASan keeps that
+        // poison after munmap, so it is lifted first, or whatever is mapped at these
+        // addresses next would be reported as a use after poison. A failed munmap only
+        // leaks address space, which is all we could do anyway.
+        let _ = unsafe {
+            crate::guard::make_addressable(self.base.as_ptr(), self.committed_bytes());
+            os::release(self.base, self.len())
+        };
     }
 }
 
