@@ -84,7 +84,19 @@ impl Bump {
         self.end.set(end);
     }
 
+    /// Frees everything allocated in the range: the cursor goes back to its start.
+    #[inline(always)]
+    pub(crate) fn rewind(&self) {
+        let start = self.start.get();
+        if guard::ASAN && start != EMPTY {
+            // SAFETY: the range is the bump's own, and nothing in it is allocated any more.
+            unsafe { guard::make_unaddressable(start, self.end.get().addr() - start.addr()) };
+        }
+        self.cursor.set(start);
+    }
+
     /// Bytes used since the range was set.
+    #[inline(always)]
     pub(crate) fn used(&self) -> usize {
         self.cursor.get().addr() - self.start.get().addr()
     }

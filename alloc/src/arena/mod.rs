@@ -499,22 +499,29 @@ impl Arena {
     /// one chunk.
     #[inline]
     pub fn reset(&mut self) {
-        let used = self.allocated_since_reset();
+        self.resets.set(self.resets.get() + 1);
+        if !guard::ENABLED
+            && self.held_chunks.get() == 1
+            && let Some(current) = self.current.get()
+            // SAFETY: current is a live chunk of this arena.
+            && unsafe { current.as_ref() }.refs.load(Ordering::Acquire) == 1
+        {
+            // The common case: the only chunk is current and unpinned, so nothing was
+            // retired this cycle and the bump's range is the whole chunk. Rewind it.
+            debug_assert_eq!(self.retired_used.get(), 0);
+            self.record_cycle(self.bump.used());
+            self.bump.rewind();
+            return;
+        }
+        self.record_cycle(self.allocated_since_reset());
+        self.reset_chunks();
+    }
+
+    /// Adds one cycle's bytes to the totals.
+    #[inline(always)]
+    fn record_cycle(&self, used: usize) {
         self.allocated_bytes.set(self.allocated_bytes.get() + used as u64);
         self.high_water.set(self.high_water.get().max(used));
-        self.resets.set(self.resets.get() + 1);
-        self.retired_used.set(0);
-        if let Some(current) = self.current.get() {
-            // SAFETY: current is a live chunk of this arena.
-            let h = unsafe { current.as_ref() };
-            let alone = self.chunks.get() == Some(current) && h.next.get().is_none();
-            if alone && !guard::ENABLED && h.refs.load(Ordering::Acquire) == 1 {
-                // The common case: one unpinned chunk. Rewind it.
-                self.bump.set(ChunkHeader::data_start(current), ChunkHeader::chunk_end(current));
-                return;
-            }
-        }
-        self.reset_chunks();
     }
 
     /// The general reset: several chunks, spans, pinned chunks, or guards to check.
