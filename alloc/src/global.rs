@@ -83,8 +83,8 @@ fn as_ptr_or_null<E>(result: Result<NonNull<u8>, E>) -> *mut u8 {
     result.map_or(ptr::null_mut(), NonNull::as_ptr)
 }
 
-/// Implements `GlobalAlloc` for a wrapper holding `heap: Mutex<H>`, where `H` has the
-/// heaps' shared inherent interface (`alloc`, `free`, `realloc`).
+/// Implements `GlobalAlloc` for a wrapper holding `heap: Mutex<H>`, where `H` is one of the
+/// heaps (their inherent `alloc`, `free`, `realloc`, the [`crate::heap::Heap`] interface).
 macro_rules! impl_global_alloc {
     ($wrapper:ident) => {
         // SAFETY: every call is serialised by the mutex and forwarded to the heap, which

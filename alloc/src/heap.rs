@@ -315,11 +315,72 @@ impl Drop for Reservation {
     }
 }
 
-/// Implements `allocator_api2::alloc::Allocator` for a heap with the shared inherent
-/// interface: `alloc(&self, Layout)`, `free(&self, NonNull<u8>, Layout)` and
+/// The raw interface both general heaps ([`crate::FreeList`], [`crate::SizeClass`]) offer
+/// as inherent methods, as a trait: for code generic over the heap (model tests, fuzz
+/// targets, benchmark adapters, `GlobalAlloc` wrappers).
+pub trait Heap {
+    /// A block for `layout` (uninitialised, aligned as asked), or why not.
+    fn alloc(&self, layout: core::alloc::Layout) -> Result<NonNull<u8>, HeapError>;
+
+    /// Frees a block.
+    ///
+    /// # Safety
+    /// `ptr` came from this heap's `alloc`/`realloc` with `layout` and is not used after.
+    unsafe fn free(&self, ptr: NonNull<u8>, layout: core::alloc::Layout);
+
+    /// Resizes a block to `new_size` bytes (same alignment), in place when it can; the
+    /// contents up to the smaller size are kept. On error the old block is untouched.
+    ///
+    /// # Safety
+    /// As for [`Heap::free`]; the old pointer is not used after a success.
+    unsafe fn realloc(
+        &self,
+        ptr: NonNull<u8>,
+        layout: core::alloc::Layout,
+        new_size: usize,
+    ) -> Result<NonNull<u8>, HeapError>;
+
+    /// The heap's counters.
+    fn stats(&self) -> crate::Stats;
+}
+
+/// Implements [`Heap`] and `allocator_api2::alloc::Allocator` for a heap with the shared
+/// inherent interface: `alloc(&self, Layout)`, `free(&self, NonNull<u8>, Layout)`,
+/// `realloc(&self, NonNull<u8>, Layout, usize)`, `stats(&self)` and
 /// `resize(&self, NonNull<u8>, old: Layout, new: Layout)` (grow and shrink alike).
 macro_rules! impl_allocator_for_heap {
     ($heap:ident) => {
+        impl<S: crate::heap::SpanSource> crate::heap::Heap for $heap<S> {
+            #[inline]
+            fn alloc(
+                &self,
+                layout: core::alloc::Layout,
+            ) -> Result<core::ptr::NonNull<u8>, crate::heap::HeapError> {
+                $heap::alloc(self, layout)
+            }
+
+            #[inline]
+            unsafe fn free(&self, ptr: core::ptr::NonNull<u8>, layout: core::alloc::Layout) {
+                // SAFETY: forwarded from the caller's contract.
+                unsafe { $heap::free(self, ptr, layout) }
+            }
+
+            #[inline]
+            unsafe fn realloc(
+                &self,
+                ptr: core::ptr::NonNull<u8>,
+                layout: core::alloc::Layout,
+                new_size: usize,
+            ) -> Result<core::ptr::NonNull<u8>, crate::heap::HeapError> {
+                // SAFETY: forwarded from the caller's contract.
+                unsafe { $heap::realloc(self, ptr, layout, new_size) }
+            }
+
+            fn stats(&self) -> crate::Stats {
+                $heap::stats(self)
+            }
+        }
+
         // SAFETY: blocks stay valid until freed or until the heap drops (which needs it
         // unborrowed); they are aligned and sized as asked; grow/shrink keep the contents.
         unsafe impl<S: crate::heap::SpanSource> allocator_api2::alloc::Allocator for $heap<S> {

@@ -53,7 +53,7 @@ pub use arena::{Arena, ArenaError, Escaped, FixedArena};
 pub use chunk::{Chunk, ChunkConfig, ChunkError, ChunkSource, ChunkStats};
 pub use freelist::{FreeList, FreeOrder, FreeStats, HeapCorruption, Placement};
 pub use global::{GlobalFreeList, GlobalSizeClass};
-pub use heap::{BufferSource, HeapError, Reservation, Span, SpanSource};
+pub use heap::{BufferSource, Heap, HeapError, Reservation, Span, SpanSource};
 pub use pool::{Pool, PoolBox, PoolError, RawPool};
 pub use sizeclass::{ClassStats, SizeClass};
 pub use stats::Stats;

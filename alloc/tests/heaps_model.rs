@@ -13,9 +13,8 @@ use std::sync::Arc;
 
 use allockit::chunk::{ChunkConfig, ChunkSource};
 use allockit::freelist::{FreeList, FreeOrder, Placement};
-use allockit::heap::{HeapError, SpanSource};
+use allockit::heap::{Heap, SpanSource};
 use allockit::sizeclass::SizeClass;
-use allockit::stats::Stats;
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -54,62 +53,18 @@ fn config() -> ProptestConfig {
     ProptestConfig { cases, ..ProptestConfig::default() }
 }
 
-/// The operations every heap under test offers.
-trait ModelHeap {
-    fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, HeapError>;
-    unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout);
-    unsafe fn realloc(&self, ptr: NonNull<u8>, layout: Layout, size: usize)
-    -> Result<NonNull<u8>, HeapError>;
-    fn stats(&self) -> Stats;
-    /// Verifies the heap's own invariants, where it can.
+/// A heap under test: the shared [`Heap`] interface and a check of its own invariants.
+trait ModelHeap: Heap {
     fn check(&self) -> Result<(), String>;
 }
 
 impl<S: SpanSource> ModelHeap for FreeList<S> {
-    fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, HeapError> {
-        FreeList::alloc(self, layout)
-    }
-    unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: forwarded.
-        unsafe { FreeList::free(self, ptr, layout) }
-    }
-    unsafe fn realloc(
-        &self,
-        ptr: NonNull<u8>,
-        layout: Layout,
-        size: usize,
-    ) -> Result<NonNull<u8>, HeapError> {
-        // SAFETY: forwarded.
-        unsafe { FreeList::realloc(self, ptr, layout, size) }
-    }
-    fn stats(&self) -> Stats {
-        FreeList::stats(self)
-    }
     fn check(&self) -> Result<(), String> {
         FreeList::check(self).map_err(|e| e.to_string())
     }
 }
 
 impl<S: SpanSource> ModelHeap for SizeClass<S> {
-    fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, HeapError> {
-        SizeClass::alloc(self, layout)
-    }
-    unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: forwarded.
-        unsafe { SizeClass::free(self, ptr, layout) }
-    }
-    unsafe fn realloc(
-        &self,
-        ptr: NonNull<u8>,
-        layout: Layout,
-        size: usize,
-    ) -> Result<NonNull<u8>, HeapError> {
-        // SAFETY: forwarded.
-        unsafe { SizeClass::realloc(self, ptr, layout, size) }
-    }
-    fn stats(&self) -> Stats {
-        SizeClass::stats(self)
-    }
     fn check(&self) -> Result<(), String> {
         self.large().check().map_err(|e| e.to_string())
     }

@@ -12,8 +12,7 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 
 use allocator_api2::alloc::Allocator;
-use allockit::heap::{HeapError, SpanSource};
-use allockit::stats::Stats;
+use allockit::heap::{Heap, SpanSource};
 use allockit::{FreeList, FreeStats, SizeClass};
 use arbitrary::Arbitrary;
 
@@ -57,23 +56,9 @@ pub enum HeapOp {
     },
 }
 
-/// What the driver needs from a heap under test.
-pub trait ModelHeap: Allocator {
-    /// Allocates.
-    fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, HeapError>;
-    /// Frees.
-    ///
-    /// # Safety
-    /// The block is live, from this heap, with this layout.
-    unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout);
-    /// Reallocates.
-    ///
-    /// # Safety
-    /// The block is live, from this heap, with this layout.
-    unsafe fn realloc(&self, ptr: NonNull<u8>, layout: Layout, size: usize)
-    -> Result<NonNull<u8>, HeapError>;
-    /// The common counters.
-    fn stats(&self) -> Stats;
+/// What the driver needs from a heap under test: the shared [`Heap`] interface, the
+/// `Allocator` one, and checks of its own invariants.
+pub trait ModelHeap: Heap + Allocator {
     /// Panics if the heap's own walk finds a broken invariant.
     fn check(&self, after: &HeapOp);
     /// Panics if the heap, with nothing live, is not fully coalesced and balanced.
@@ -88,25 +73,6 @@ fn assert_coalesced(free: FreeStats, what: &str) {
 }
 
 impl<S: SpanSource> ModelHeap for FreeList<S> {
-    fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, HeapError> {
-        FreeList::alloc(self, layout)
-    }
-    unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: forwarded.
-        unsafe { FreeList::free(self, ptr, layout) }
-    }
-    unsafe fn realloc(
-        &self,
-        ptr: NonNull<u8>,
-        layout: Layout,
-        size: usize,
-    ) -> Result<NonNull<u8>, HeapError> {
-        // SAFETY: forwarded.
-        unsafe { FreeList::realloc(self, ptr, layout, size) }
-    }
-    fn stats(&self) -> Stats {
-        FreeList::stats(self)
-    }
     fn check(&self, after: &HeapOp) {
         if let Err(corruption) = FreeList::check(self) {
             panic!("free-list heap corrupt after {after:?}: {corruption}");
@@ -118,25 +84,6 @@ impl<S: SpanSource> ModelHeap for FreeList<S> {
 }
 
 impl<S: SpanSource> ModelHeap for SizeClass<S> {
-    fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, HeapError> {
-        SizeClass::alloc(self, layout)
-    }
-    unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: forwarded.
-        unsafe { SizeClass::free(self, ptr, layout) }
-    }
-    unsafe fn realloc(
-        &self,
-        ptr: NonNull<u8>,
-        layout: Layout,
-        size: usize,
-    ) -> Result<NonNull<u8>, HeapError> {
-        // SAFETY: forwarded.
-        unsafe { SizeClass::realloc(self, ptr, layout, size) }
-    }
-    fn stats(&self) -> Stats {
-        SizeClass::stats(self)
-    }
     fn check(&self, after: &HeapOp) {
         if let Err(corruption) = self.large().check() {
             panic!("size-class large heap corrupt after {after:?}: {corruption}");

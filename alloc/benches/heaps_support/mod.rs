@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use allockit::chunk::{ChunkConfig, ChunkSource};
 use allockit::freelist::{FreeList, FreeOrder, Placement};
-use allockit::heap::BufferSource;
+use allockit::heap::Heap;
 use allockit::os;
 use allockit::sizeclass::SizeClass;
 
@@ -515,33 +515,13 @@ pub fn contenders() -> Vec<Contender> {
     all
 }
 
-/// allockit's heaps through `GlobalAlloc`.
-struct SizeClassAdapter(SizeClass<Arc<ChunkSource>>);
+/// One of allockit's heaps through `GlobalAlloc`, without a lock (the replay is
+/// single-threaded).
+struct Adapter<H>(H);
 
 // SAFETY: forwards to the heap, which returns blocks aligned and sized as asked or an error
 // (null); the bench uses it from one thread.
-unsafe impl GlobalAlloc for SizeClassAdapter {
-    #[inline]
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.0.alloc(layout).map_or(ptr::null_mut(), NonNull::as_ptr)
-    }
-    #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded.
-        unsafe { self.0.free(NonNull::new_unchecked(ptr), layout) }
-    }
-    #[inline]
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded.
-        unsafe { self.0.realloc(NonNull::new_unchecked(ptr), layout, new_size) }
-            .map_or(ptr::null_mut(), NonNull::as_ptr)
-    }
-}
-
-struct FreeListAdapter(FreeList<BufferSource<'static>>);
-
-// SAFETY: as for SizeClassAdapter.
-unsafe impl GlobalAlloc for FreeListAdapter {
+unsafe impl<H: Heap> GlobalAlloc for Adapter<H> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         self.0.alloc(layout).map_or(ptr::null_mut(), NonNull::as_ptr)
@@ -560,7 +540,7 @@ unsafe impl GlobalAlloc for FreeListAdapter {
 }
 
 fn run_sizeclass(bench: &mut Bench, trace: &Trace, start: Start) -> Measurement {
-    let heap = SizeClassAdapter(SizeClass::with_source(Arc::clone(&bench.chunks)));
+    let heap = Adapter(SizeClass::with_source(Arc::clone(&bench.chunks)));
     bench.measure(&heap, trace, start, |_, heap, _| heap.0.stats().footprint_bytes)
 }
 
@@ -571,7 +551,7 @@ fn run_freelist(
     placement: Placement,
     order: FreeOrder,
 ) -> Measurement {
-    let heap = FreeListAdapter(FreeList::over_buffer(bench.buffer(), placement).with_order(order));
+    let heap = Adapter(FreeList::over_buffer(bench.buffer(), placement).with_order(order));
     bench.measure(&heap, trace, start, |bench, _, replay| bench.extent(replay))
 }
 
