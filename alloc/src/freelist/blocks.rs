@@ -310,11 +310,26 @@ impl Blocks {
             }
             let before = (*links(tail)).prev;
             links(block).write(Links { prev: before, next: tail });
-            (*links(tail)).prev = block;
-            if before.is_null() {
-                self.free_head = block;
+            self.relink(before, tail, block, block);
+        }
+    }
+
+    /// Points the free list's link that led to a block at `after_prev` (`prev`'s next, or
+    /// the head when `prev` is null) and the one that led back to it at `before_next`
+    /// (`next`'s prev, or the tail when `next` is null).
+    #[inline(always)]
+    unsafe fn relink(&mut self, prev: *mut u8, next: *mut u8, after_prev: *mut u8, before_next: *mut u8) {
+        // SAFETY: `prev` and `next`, when not null, are blocks on the free list.
+        unsafe {
+            if prev.is_null() {
+                self.free_head = after_prev;
             } else {
-                (*links(before)).next = block;
+                (*links(prev)).next = after_prev;
+            }
+            if next.is_null() {
+                self.free_tail = before_next;
+            } else {
+                (*links(next)).prev = before_next;
             }
         }
     }
@@ -324,16 +339,7 @@ impl Blocks {
         // SAFETY: `block` is on the free list.
         unsafe {
             let Links { prev, next } = links(block).read();
-            if prev.is_null() {
-                self.free_head = next;
-            } else {
-                (*links(prev)).next = next;
-            }
-            if next.is_null() {
-                self.free_tail = prev;
-            } else {
-                (*links(next)).prev = prev;
-            }
+            self.relink(prev, next, next, prev);
             if self.rover == block {
                 self.rover = next;
             }
@@ -456,16 +462,7 @@ impl Blocks {
                 let Links { prev, next } = links(block).read();
                 set_tags(rest, size - need, false);
                 links(rest).write(Links { prev, next });
-                if prev.is_null() {
-                    self.free_head = rest;
-                } else {
-                    (*links(prev)).next = rest;
-                }
-                if next.is_null() {
-                    self.free_tail = rest;
-                } else {
-                    (*links(next)).prev = rest;
-                }
+                self.relink(prev, next, rest, rest);
                 // Next fit resumes in the remainder; but the wilderness nearly always
                 // fits, so after cutting into it the search wraps to the head, or next fit
                 // would never reuse a hole again.
