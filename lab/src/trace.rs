@@ -27,7 +27,7 @@ use std::ptr::NonNull;
 use std::time::Instant;
 
 use allockit::freelist::FreeList;
-use allockit::heap::{HeapError, SpanSource};
+use allockit::heap::{Heap, SpanSource};
 use allockit::sizeclass::SizeClass;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -137,14 +137,7 @@ pub fn generate(shape: TraceShape) -> Trace {
 }
 
 /// A heap the trace can run on.
-pub trait TraceHeap {
-    /// Allocates a block for `layout`.
-    fn allocate(&self, layout: Layout) -> Result<NonNull<u8>, HeapError>;
-    /// Frees a block.
-    ///
-    /// # Safety
-    /// `ptr` came from `allocate(layout)` on this heap and is not used afterwards.
-    unsafe fn release(&self, ptr: NonNull<u8>, layout: Layout);
+pub trait TraceHeap: Heap {
     /// The heap's figures now.
     fn sample(&self, operation: usize) -> HeapSample;
 }
@@ -174,17 +167,6 @@ impl HeapSample {
 }
 
 impl<S: SpanSource> TraceHeap for FreeList<S> {
-    #[inline]
-    fn allocate(&self, layout: Layout) -> Result<NonNull<u8>, HeapError> {
-        self.alloc(layout)
-    }
-
-    #[inline]
-    unsafe fn release(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: forwarded from the caller.
-        unsafe { self.free(ptr, layout) }
-    }
-
     fn sample(&self, operation: usize) -> HeapSample {
         let stats = self.stats();
         let free = self.free_stats();
@@ -200,17 +182,6 @@ impl<S: SpanSource> TraceHeap for FreeList<S> {
 }
 
 impl<S: SpanSource> TraceHeap for SizeClass<S> {
-    #[inline]
-    fn allocate(&self, layout: Layout) -> Result<NonNull<u8>, HeapError> {
-        self.alloc(layout)
-    }
-
-    #[inline]
-    unsafe fn release(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: forwarded from the caller.
-        unsafe { self.free(ptr, layout) }
-    }
-
     fn sample(&self, operation: usize) -> HeapSample {
         let stats = self.stats();
         HeapSample {
@@ -248,7 +219,7 @@ fn replay_ops<H: TraceHeap>(heap: &H, ops: &[Op], slots: &mut Slots, name: &str)
                     reason: e.to_string(),
                 })?;
                 let block = heap
-                    .allocate(layout)
+                    .alloc(layout)
                     .map_err(|source| LabError::HeapRefused { heap: name.to_owned(), source })?;
                 // SAFETY: the block holds `size` >= 8 writable bytes.
                 unsafe {
@@ -265,7 +236,7 @@ fn replay_ops<H: TraceHeap>(heap: &H, ops: &[Op], slots: &mut Slots, name: &str)
                     // SAFETY: the block was allocated with this layout by this heap (the
                     // trace frees each slot once, after its allocation) and is not used
                     // after this.
-                    unsafe { heap.release(block, layout) };
+                    unsafe { heap.free(block, layout) };
                 }
             }
         }
