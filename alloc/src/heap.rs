@@ -1,5 +1,5 @@
 //! What the general heaps ([`crate::freelist`], [`crate::sizeclass`]) share: where they get
-//! their memory, and their error type.
+//! their memory, their error type, and their common interface ([`Heap`]).
 //!
 //! **What it is for.** A heap is an algorithm over memory it does not own; it asks a
 //! [`SpanSource`] for *spans* (runs of contiguous bytes) when it runs out and gives them
