@@ -149,7 +149,7 @@ impl ServerProcess {
         let start_error =
             |message: String| Error::ServerStart { mode: mode.to_owned(), message, log: log.to_owned() };
         let log_file =
-            std::fs::File::create(log).map_err(|source| Error::File { path: log.to_owned(), source })?;
+            std::fs::File::create(log).map_err(|cause| Error::File { path: log.to_owned(), cause })?;
         let mut child = Command::new(binary)
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(args)
@@ -458,7 +458,7 @@ fn milliseconds(value: Option<f64>) -> String {
 pub async fn run_demo(config: &DemoConfig, stop: Option<watch::Receiver<bool>>) -> Result<DemoReport, Error> {
     let binary = locate_server_binary(config.server_bin.as_deref())?;
     std::fs::create_dir_all(&config.out_dir)
-        .map_err(|source| Error::File { path: config.out_dir.clone(), source })?;
+        .map_err(|cause| Error::File { path: config.out_dir.clone(), cause })?;
     let mut servers = Vec::with_capacity(MODES.len());
     for mode in &MODES {
         let mut args: Vec<String> = mode.args.iter().map(|arg| (*arg).to_owned()).collect();

@@ -2,7 +2,13 @@
 //!
 //! Every fallible function of the library returns [`Error`]. Variants carry what a user
 //! needs to act: the flag, URL, address or file involved, and the underlying cause.
+//!
+//! The cause is part of the message (with its own causes, see [`Causes`]) and is not
+//! offered again as [`std::error::Error::source`]: a caller that prints the whole chain,
+//! as `anyhow`'s `{:#}` does, would otherwise repeat it (`Connection refused (os error
+//! 111); is the server running?: Connection refused (os error 111)`).
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,46 +35,46 @@ pub enum Error {
         message: String,
     },
     /// The target's host name did not resolve.
-    #[error("cannot resolve {authority}: {source}")]
+    #[error("cannot resolve {authority}: {}", Causes(cause))]
     Resolve {
         /// `host:port` as given.
         authority: String,
         /// The resolver's error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Nothing accepts connections at the target.
-    #[error("cannot connect to {url} ({addr}): {source}; is the server running?")]
+    #[error("cannot connect to {url} ({addr}): {}; is the server running?", Causes(cause))]
     Unreachable {
         /// The target URL.
         url: String,
         /// The resolved address that refused or timed out.
         addr: SocketAddr,
         /// The connect error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The HTTP/1.1 handshake on a fresh connection failed.
-    #[error("HTTP handshake with {addr} failed: {source}")]
+    #[error("HTTP handshake with {addr} failed: {}", Causes(cause))]
     Handshake {
         /// The peer.
         addr: SocketAddr,
         /// hyper's error.
-        source: hyper::Error,
+        cause: hyper::Error,
     },
     /// A listener (for `--metrics-addr`) could not bind.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {}", Causes(cause))]
     Bind {
         /// The requested address.
         addr: SocketAddr,
         /// The bind error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Reading or writing a file (report, CSV, chart, log) failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {}", path.display(), Causes(cause))]
     File {
         /// The file involved.
         path: PathBuf,
         /// The I/O error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Rendering a chart failed.
     #[error("cannot draw {}: {message}", path.display())]
@@ -79,11 +85,11 @@ pub enum Error {
         message: String,
     },
     /// A report could not be serialised.
-    #[error("cannot encode the report as JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    #[error("cannot encode the report as JSON: {}", Causes(.0))]
+    Json(serde_json::Error),
     /// The Prometheus registry rejected a metric (a programming error in metric definitions).
-    #[error("prometheus: {0}")]
-    Prometheus(#[from] prometheus::Error),
+    #[error("prometheus: {}", Causes(.0))]
+    Prometheus(prometheus::Error),
     /// A latency histogram could not be created or merged.
     #[error("latency histogram: {0}")]
     Histogram(String),
@@ -111,6 +117,44 @@ pub enum Error {
     #[error("internal task failed: {0}")]
     TaskFailed(String),
     /// Talking to a child process failed at the OS level.
-    #[error("server process: {0}")]
+    #[error("server process: {}", Causes(.0))]
     Process(io::Error),
+}
+
+impl Error {
+    /// Whether the command line is at fault (a flag value unusable on its own or with the
+    /// others), as opposed to the run: the binary exits with status 2 for these, as clap
+    /// does for the values it refuses itself.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Error::InvalidUrl { .. } | Error::InvalidArgument { .. })
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(error: serde_json::Error) -> Self {
+        Error::Json(error)
+    }
+}
+
+impl From<prometheus::Error> for Error {
+    fn from(error: prometheus::Error) -> Self {
+        Error::Prometheus(error)
+    }
+}
+
+/// An error followed by each of its causes, `: `-separated: how a variant shows the cause
+/// it holds (hyper's errors, for one, keep the OS error one level down).
+#[derive(Debug)]
+struct Causes<'a>(&'a dyn std::error::Error);
+
+impl fmt::Display for Causes<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut next = self.0.source();
+        while let Some(cause) = next {
+            write!(f, ": {cause}")?;
+            next = cause.source();
+        }
+        Ok(())
+    }
 }

@@ -124,8 +124,8 @@ pub async fn serve(
     metrics: Arc<OwnMetrics>,
     addr: SocketAddr,
 ) -> Result<(SocketAddr, JoinHandle<()>), Error> {
-    let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
-    let bound = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr).await.map_err(|cause| Error::Bind { addr, cause })?;
+    let bound = listener.local_addr().map_err(|cause| Error::Bind { addr, cause })?;
     let task = tokio::spawn(async move {
         loop {
             let stream = match listener.accept().await {

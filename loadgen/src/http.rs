@@ -66,9 +66,9 @@ impl Target {
 
     /// Resolves the host to its first address.
     pub async fn resolve(&self) -> Result<SocketAddr, Error> {
-        let resolve_error = |source: std::io::Error| Error::Resolve {
+        let resolve_error = |cause: std::io::Error| Error::Resolve {
             authority: format!("{}:{}", self.host, self.port),
-            source,
+            cause,
         };
         tokio::net::lookup_host((self.host.as_str(), self.port))
             .await
@@ -242,8 +242,8 @@ impl ConnectError {
     /// The library error for a connection to `target` at `addr`.
     pub fn into_error(self, target: &Target, addr: SocketAddr) -> Error {
         match self {
-            ConnectError::Tcp(source) => Error::Unreachable { url: target.url.clone(), addr, source },
-            ConnectError::Handshake(source) => Error::Handshake { addr, source },
+            ConnectError::Tcp(cause) => Error::Unreachable { url: target.url.clone(), addr, cause },
+            ConnectError::Handshake(cause) => Error::Handshake { addr, cause },
         }
     }
 }

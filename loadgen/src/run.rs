@@ -480,20 +480,17 @@ impl<'a> Sampler<'a> {
             Some(scraper) => scraper.scrape().await,
             None => ServerSample::default(),
         };
-        let seconds = elapsed.saturating_sub(self.previous_elapsed).as_secs_f64();
+        // The interval runs from the previous tick to this one; it is labelled by the phase
+        // its first instant belongs to, so the warm-up's last second reads `warmup`.
+        let interval_start = self.previous_elapsed;
+        let seconds = elapsed.saturating_sub(interval_start).as_secs_f64();
         self.previous_elapsed = elapsed;
         let corrected = LatencySummary::of(&self.interval.corrected);
         let tally = &self.interval.tally;
         let row = SeriesRow {
             elapsed_s: elapsed.as_secs_f64(),
             interval_s: seconds,
-            phase: if elapsed < self.config.warmup {
-                Phase::Warmup
-            } else if elapsed <= end {
-                Phase::Measure
-            } else {
-                Phase::Drain
-            },
+            phase: Phase::of_interval(interval_start, self.config.warmup, end),
             responses: tally.responses(),
             errors: tally.errors(),
             achieved_rps: if seconds > 0.0 { tally.responses() as f64 / seconds } else { 0.0 },

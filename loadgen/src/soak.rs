@@ -410,7 +410,7 @@ pub async fn run_soak(config: &SoakConfig, stop: Option<watch::Receiver<bool>>) 
     validate(config)?;
     let binary = locate_server_binary(config.server_bin.as_deref())?;
     std::fs::create_dir_all(&config.out_dir)
-        .map_err(|source| Error::File { path: config.out_dir.clone(), source })?;
+        .map_err(|cause| Error::File { path: config.out_dir.clone(), cause })?;
     let mut servers = Vec::with_capacity(MODES.len());
     for mode in &MODES {
         let log = config.out_dir.join(format!("server-{}.log", mode.name));
