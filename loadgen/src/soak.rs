@@ -31,6 +31,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use allockit_probe::Trend;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::HOST;
@@ -122,21 +123,6 @@ pub struct RssTrend {
     pub mean_bytes: f64,
 }
 
-/// The least-squares slope of `points` (x, y): `None` for fewer than two points or when
-/// every x is the same. O(n).
-pub fn least_squares_slope(points: &[(f64, f64)]) -> Option<f64> {
-    if points.len() < 2 {
-        return None;
-    }
-    let n = points.len() as f64;
-    let mean_x = points.iter().map(|(x, _)| x).sum::<f64>() / n;
-    let mean_y = points.iter().map(|(_, y)| y).sum::<f64>() / n;
-    let (covariance, variance) = points.iter().fold((0.0, 0.0), |(cov, var), (x, y)| {
-        (cov + (x - mean_x) * (y - mean_y), var + (x - mean_x) * (x - mean_x))
-    });
-    (variance > 0.0).then(|| covariance / variance)
-}
-
 /// Fits RSS over the rows at or after `from_s` seconds; `None` with fewer than
 /// [`MIN_FIT_SAMPLES`] samples.
 pub fn rss_trend(series: &[SeriesRow], from_s: f64) -> Option<RssTrend> {
@@ -148,7 +134,7 @@ pub fn rss_trend(series: &[SeriesRow], from_s: f64) -> Option<RssTrend> {
     if points.len() < MIN_FIT_SAMPLES {
         return None;
     }
-    let slope = least_squares_slope(&points)?;
+    let slope = Trend::fit(&points)?.slope;
     Some(RssTrend {
         from_s,
         samples: points.len(),
@@ -571,16 +557,6 @@ mod tests {
             awaiting_response: 0,
             server: ServerSample { rss_bytes: Some(rss), ..ServerSample::default() },
         }
-    }
-
-    #[test]
-    fn the_slope_of_a_line_is_its_gradient_and_a_flat_line_has_none() {
-        let line: Vec<(f64, f64)> = (0..50).map(|x| (x as f64, 3.0 * x as f64 + 7.0)).collect();
-        assert!((least_squares_slope(&line).unwrap() - 3.0).abs() < 1e-9);
-        let flat: Vec<(f64, f64)> = (0..50).map(|x| (x as f64, 42.0)).collect();
-        assert_eq!(least_squares_slope(&flat), Some(0.0));
-        assert_eq!(least_squares_slope(&[(1.0, 2.0)]), None);
-        assert_eq!(least_squares_slope(&[(1.0, 2.0), (1.0, 5.0)]), None);
     }
 
     #[test]
