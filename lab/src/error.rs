@@ -75,13 +75,12 @@ pub enum LabError {
         /// The error number jemalloc returned.
         errno: i32,
     },
-    /// An HTTP request failed or returned something unusable.
-    #[error("{url}: {reason}")]
+    /// An HTTP request failed or was answered with a non-2xx status (the probe's error
+    /// names the request and the step that failed).
+    #[error("{cause}")]
     Http {
-        /// The method and URL requested.
-        url: String,
-        /// What went wrong.
-        reason: String,
+        /// What the probe's client reported.
+        cause: allockit_probe::Error,
     },
     /// A metric the diagnosis needs is not exposed.
     #[error("{url} does not expose the metric `{metric}`")]
@@ -128,6 +127,17 @@ pub enum LabError {
 }
 
 impl LabError {
+    /// The error for a failed request of the probe's HTTP client: a URL it cannot use is a
+    /// bad value of `flag`, anything else an [`LabError::Http`].
+    pub fn from_request(flag: &'static str, error: allockit_probe::Error) -> Self {
+        match error {
+            allockit_probe::Error::InvalidUrl { url, reason } => {
+                LabError::InvalidArgument { flag, reason: format!("{url:?}: {reason}") }
+            }
+            cause => LabError::Http { cause },
+        }
+    }
+
     /// Wraps an I/O error on `path`.
     pub fn file(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         LabError::File { action, path: path.into(), source }

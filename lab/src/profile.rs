@@ -23,13 +23,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use allockit_probe::http::{Request, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::LabError;
 use crate::allocator::{self, AllocatorKind};
 use crate::chart::{Bar, Chart, ChartKind};
 use crate::child::{ChildTask, Launch};
-use crate::http;
 use crate::process::TempDir;
 use crate::report::{self, CsvFile, Outcome, Table};
 
@@ -382,6 +382,21 @@ fn profiling_switch(url: &str, active: bool) -> String {
     format!("{base}/admin/profiling?active={active}")
 }
 
+/// `method url` on the server's admin listener with its bearer token; a URL that is not
+/// plain `http://` is a bad `--url`, a non-2xx answer an error.
+fn admin_request(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Result<Response, LabError> {
+    Request::new(method, url)
+        .map(|request| request.bearer(token).timeout(timeout))
+        .and_then(|request| request.send())
+        .and_then(Response::error_for_status)
+        .map_err(|error| LabError::from_request("--url", error))
+}
+
 /// Fetches a heap profile from a server's admin route and symbolizes it against the
 /// server's binary.
 pub fn run_url(server: &ServerProfile<'_>) -> Result<ProfileOutcome, LabError> {
@@ -393,12 +408,12 @@ pub fn run_url(server: &ServerProfile<'_>) -> Result<ProfileOutcome, LabError> {
     }
     let timeout = Duration::from_secs(30);
     if let Some(window) = server.sample_for {
-        http::post(&profiling_switch(server.url, true), "--url", server.token, timeout)?;
+        admin_request("POST", &profiling_switch(server.url, true), server.token, timeout)?;
         std::thread::sleep(window);
     }
-    let fetched = http::get(server.url, "--url", server.token, timeout);
+    let fetched = admin_request("GET", server.url, server.token, timeout);
     if server.sample_for.is_some() {
-        http::post(&profiling_switch(server.url, false), "--url", server.token, timeout)?;
+        admin_request("POST", &profiling_switch(server.url, false), server.token, timeout)?;
     }
     let response = fetched?;
     let dir = TempDir::new("profile-url")?;

@@ -225,6 +225,19 @@ weird_value{path="a \"quoted\" \\ back\nslash"} NaN 1700000000000
     }
 
     #[test]
+    fn label_values_may_hold_commas_quotes_and_braces_and_samples_a_timestamp() {
+        let exposition = parse(
+            "allockit_arena_chunks{worker=\"1\",state=\"pinned\"} 4 1700000000\n\
+             weird{path=\"a,\\\"b\\\"}\"} 2\n",
+        );
+        assert!(exposition.errors.is_empty(), "{:?}", exposition.errors);
+        assert_eq!(exposition.sum("allockit_arena_chunks", &[("state", "pinned")]), Some(4.0));
+        let weird = exposition.named("weird").next().unwrap();
+        assert_eq!(weird.label("path"), Some("a,\"b\"}"));
+        assert_eq!(weird.value, 2.0);
+    }
+
+    #[test]
     fn malformed_lines_are_reported_with_their_number_and_do_not_hide_the_rest() {
         let text = "good 1\nbad{state=\"x\" 2\n{no_name=\"a\"} 3\nnovalue\nvalue_not_a_number abc\nalso_good{a=\"b\",} 4\n";
         let exposition = parse(text);
