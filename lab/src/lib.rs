@@ -35,22 +35,20 @@
 pub mod allocator;
 pub mod chart;
 pub mod child;
-pub mod diagnose;
 mod error;
-pub mod fragmentation;
+pub mod experiments;
 pub mod glibc;
 pub mod jemalloc;
-pub mod placement;
 pub mod process;
-pub mod profile;
 pub mod report;
-pub mod services;
-pub mod size_classes;
-pub mod swap;
-pub mod syscall_cost;
 pub mod trace;
-pub mod usable_size;
-pub mod verdict;
+
+// The experiments keep their short paths (`allockit_lab::swap`), which the binary, the
+// tests and the docs use.
+pub use experiments::{
+    diagnose, fragmentation, placement, profile, services, size_classes, swap, syscall_cost, usable_size,
+    verdict,
+};
 
 use std::path::Path;
 

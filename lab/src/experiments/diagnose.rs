@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 
 use allockit_probe::{ServerSample, http, metrics};
 
+use super::services::{CodeFix, Service, ServiceKind, ServiceReport};
+use super::verdict::{self, Diagnosis, MemorySample};
 use crate::LabError;
 use crate::allocator::{self, AllocatorKind};
 use crate::chart::{Chart, ChartKind, LinePanel, Series};
 use crate::child::Launch;
 use crate::report::{self, CsvFile, Outcome, Table};
-use crate::services::{CodeFix, Service, ServiceKind, ServiceReport};
-use crate::verdict::{self, Diagnosis, MemorySample};
 
 /// A service, a fix, and the `MALLOC_CONF` it runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,9 +28,9 @@ use allockit::chunk::ChunkSource;
 use allockit::freelist::{FreeList, Placement};
 use allockit::sizeclass::{CLASS_SIZES, SizeClass};
 
+use super::placement::{validate_trace, warm_chunk_source};
 use crate::LabError;
 use crate::chart::{Bar, Chart, ChartKind};
-use crate::placement::{validate_trace, warm_chunk_source};
 use crate::report::{self, CsvFile, Outcome, Table};
 use crate::trace::{self, Slots, Trace, TraceShape};
 
