@@ -32,6 +32,7 @@ use crate::chart::{Bar, Chart, ChartKind};
 use crate::child::{ChildTask, Launch};
 use crate::process::TempDir;
 use crate::report::{self, CsvFile, Outcome, Table};
+use crate::scale::{AtScale, Scale};
 
 /// jemalloc's configuration for the profiled child.
 pub const PROFILING_CONF: &str = "prof:true,prof_active:true,lg_prof_sample:19";
@@ -53,14 +54,24 @@ pub struct ProfiledWorkload {
 }
 
 impl ProfiledWorkload {
-    /// Task 11 in full.
-    pub fn full(dump_path: PathBuf) -> Self {
-        ProfiledWorkload { dump_path, session_bytes: 96 << 20, index_bytes: 32 << 20, churn_bytes: 512 << 20 }
+    /// Task 11 in full (set `dump_path` before running it).
+    pub fn full() -> Self {
+        ProfiledWorkload {
+            dump_path: PathBuf::new(),
+            session_bytes: 96 << 20,
+            index_bytes: 32 << 20,
+            churn_bytes: 512 << 20,
+        }
     }
 
-    /// The test-suite version.
-    pub fn quick(dump_path: PathBuf) -> Self {
-        ProfiledWorkload { dump_path, session_bytes: 48 << 20, index_bytes: 16 << 20, churn_bytes: 128 << 20 }
+    /// The test-suite version (set `dump_path` before running it).
+    pub fn quick() -> Self {
+        ProfiledWorkload {
+            dump_path: PathBuf::new(),
+            session_bytes: 48 << 20,
+            index_bytes: 16 << 20,
+            churn_bytes: 128 << 20,
+        }
     }
 }
 
@@ -328,23 +339,11 @@ pub fn symbolize(binary: &Path, dump: &Path) -> Result<Symbolized, LabError> {
     Ok(Symbolized::Jeprof { total_bytes, rows })
 }
 
-/// Which workload size to profile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProfileScale {
-    /// [`ProfiledWorkload::full`].
-    Full,
-    /// [`ProfiledWorkload::quick`].
-    Quick,
-}
-
-/// Profiles the built-in workload in a jemalloc child and symbolizes the dump.
-pub fn run_workload(exe: &Path, scale: ProfileScale) -> Result<ProfileOutcome, LabError> {
+/// Profiles the built-in workload at `scale` in a jemalloc child and symbolizes the dump.
+pub fn run_workload(exe: &Path, scale: Scale) -> Result<ProfileOutcome, LabError> {
     let dir = TempDir::new("profile")?;
     let dump_path = dir.path().join("workload.heap");
-    let workload = match scale {
-        ProfileScale::Full => ProfiledWorkload::full(dump_path.clone()),
-        ProfileScale::Quick => ProfiledWorkload::quick(dump_path.clone()),
-    };
+    let workload = ProfiledWorkload { dump_path: dump_path.clone(), ..ProfiledWorkload::at(scale) };
     let jemalloc = allocator::locate(AllocatorKind::Jemalloc);
     let mut launch = Launch::new(exe, &jemalloc);
     launch.env.push(("MALLOC_CONF".to_owned(), PROFILING_CONF.to_owned()));
