@@ -26,6 +26,7 @@
 //! | [`scrape`] | fetching the server's Prometheus metrics (read by `allockit_probe`) |
 //! | [`report`], [`plot`], [`progress`] | what the user sees |
 //! | [`exporter`] | loadgen's own metrics |
+//! | [`supervisor`] | starting, watching and stopping allockit-server children |
 //! | [`demo`] | the two-mode server comparison |
 //! | [`soak`] | the long-run memory checks of both modes, with a verdict |
 //! | [`cli`] | the command line |
@@ -70,6 +71,7 @@ pub mod report;
 pub mod run;
 pub mod scrape;
 pub mod soak;
+pub mod supervisor;
 pub mod timetable;
 pub mod units;
 pub mod workload;

@@ -39,7 +39,6 @@ use hyper::{Method, Request};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::demo::{MODES, Mode, SHUTDOWN_GRACE, ServerProcess, ShutdownOutcome, locate_server_binary};
 use crate::error::Error;
 use crate::http::{BodyUse, ClientConnection, Target};
 use crate::plot;
@@ -47,6 +46,7 @@ use crate::progress;
 use crate::report::{self, RunReport, SeriesRow, mebibytes};
 use crate::run::{RunConfig, RunHooks, run_load};
 use crate::scrape::{Scraper, ServerSample};
+use crate::supervisor::{MODES, Mode, SHUTDOWN_GRACE, ServerProcess, ShutdownOutcome, locate_server_binary};
 use crate::workload::WorkloadSpec;
 
 /// How long a server may take, once the load stops (or after the cache clear), to reach the
