@@ -60,6 +60,19 @@ pub enum Error {
         /// hyper's error.
         cause: hyper::Error,
     },
+    /// A request on an open connection failed: the connection broke, or the peer answered
+    /// something that is not HTTP/1.1.
+    #[error("HTTP exchange failed: {}", Causes(cause))]
+    Exchange {
+        /// hyper's error.
+        cause: hyper::Error,
+    },
+    /// A response body was larger than the caller accepts.
+    #[error("response body over {limit} bytes")]
+    BodyTooLarge {
+        /// The largest body accepted, bytes.
+        limit: usize,
+    },
     /// A listener (for `--metrics-addr`) could not bind.
     #[error("cannot listen on {addr}: {}", Causes(cause))]
     Bind {

@@ -166,6 +166,7 @@ pub async fn run_load(config: &RunConfig, hooks: RunHooks) -> Result<RunReport, 
         awaiting_response: AtomicU64::new(0),
         shards: shards.collect::<Result<_, _>>()?,
         template,
+        target: config.target.clone(),
         addr,
         timeout: config.timeout,
         metrics: hooks.metrics.clone(),
@@ -216,13 +217,15 @@ pub async fn run_load(config: &RunConfig, hooks: RunHooks) -> Result<RunReport, 
 async fn open_connections(config: &RunConfig, addr: SocketAddr) -> Result<Vec<ClientConnection>, Error> {
     let mut connecting = JoinSet::new();
     for _ in 0..config.connections {
-        connecting.spawn(ClientConnection::open(addr, config.timeout));
+        let target = config.target.clone();
+        let timeout = config.timeout;
+        connecting.spawn(async move { ClientConnection::open(&target, addr, timeout).await });
     }
     let mut connections = Vec::with_capacity(config.connections);
     while let Some(joined) = connecting.join_next().await {
         match joined {
             Ok(Ok(connection)) => connections.push(connection),
-            Ok(Err(error)) => return Err(error.into_error(&config.target, addr)),
+            Ok(Err(error)) => return Err(error),
             Err(error) => return Err(Error::TaskFailed(format!("connecting: {error}"))),
         }
     }
@@ -289,6 +292,8 @@ struct Engine {
     awaiting_response: AtomicU64,
     shards: Vec<Mutex<Recorder>>,
     template: RequestTemplate,
+    /// Where requests go; its URL names the target in connection errors.
+    target: Target,
     addr: SocketAddr,
     timeout: Duration,
     metrics: Option<Arc<OwnMetrics>>,
@@ -327,7 +332,7 @@ impl Engine {
         }
         let open = match connection {
             Some(open) => open,
-            None => match ClientConnection::open(self.addr, self.timeout).await {
+            None => match ClientConnection::open(&self.target, self.addr, self.timeout).await {
                 Ok(opened) => connection.insert(opened),
                 Err(_) => {
                     let now = Instant::now();

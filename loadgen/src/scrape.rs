@@ -67,11 +67,14 @@ impl Scraper {
         };
         let connection = match &mut self.connection {
             Some(connection) if connection.is_open() => connection,
-            slot => {
-                slot.insert(ClientConnection::open(addr, timeout).await.map_err(|error| error.to_string())?)
-            }
+            slot => slot.insert(
+                ClientConnection::open(&self.target, addr, timeout)
+                    .await
+                    .map_err(|error| error.to_string())?,
+            ),
         };
-        let (status, body) = connection.get(&self.target, BODY_LIMIT).await?;
+        let (status, body) =
+            connection.get(&self.target, BODY_LIMIT).await.map_err(|error| error.to_string())?;
         if status != 200 {
             return Err(format!("{} answered HTTP {status}", self.target.url));
         }

@@ -32,10 +32,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use allockit_probe::Trend;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::HOST;
-use hyper::{Method, Request};
+use hyper::Method;
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -518,18 +515,8 @@ async fn settle(
 async fn clear_cache(admin: SocketAddr) -> Result<bool, Error> {
     let target = Target::parse("--server-bin", &format!("http://{admin}/admin/cache/clear"))?;
     let timeout = Duration::from_secs(5);
-    let mut connection =
-        ClientConnection::open(admin, timeout).await.map_err(|error| error.into_error(&target, admin))?;
-    let mut request = Request::new(Full::new(Bytes::new()));
-    *request.method_mut() = Method::POST;
-    *request.uri_mut() = target.path.parse().map_err(|_| Error::InvalidUrl {
-        flag: "--server-bin",
-        url: target.url.clone(),
-        message: "bad admin path".to_owned(),
-    })?;
-    if let Ok(host) = target.authority.parse() {
-        request.headers_mut().insert(HOST, host);
-    }
+    let mut connection = ClientConnection::open(&target, admin, timeout).await?;
+    let request = target.request(Method::POST)?;
     match tokio::time::timeout(timeout, connection.exchange(request, BodyUse::Keep(64 * 1024))).await {
         Ok(Ok((status, _))) => Ok(status == 200),
         Ok(Err(_)) | Err(_) => Ok(false),

@@ -197,15 +197,14 @@ impl ServerProcess {
         let mut last = String::from("no answer");
         while tokio::time::Instant::now() < deadline {
             let attempt = async {
-                let mut connection = ClientConnection::open(self.addresses.listening, Duration::from_secs(1))
-                    .await
-                    .map_err(|error| error.to_string())?;
+                let mut connection =
+                    ClientConnection::open(&target, self.addresses.listening, Duration::from_secs(1)).await?;
                 connection.get(&target, 1 << 16).await
             };
             match attempt.await {
                 Ok((200 | 404, _)) => return Ok(()),
                 Ok((status, _)) => last = format!("HTTP {status}"),
-                Err(error) => last = error,
+                Err(error) => last = error.to_string(),
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
