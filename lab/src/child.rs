@@ -55,7 +55,7 @@ impl Provenance {
 pub struct Envelope<O> {
     /// Which allocator the child really ran on.
     pub provenance: Provenance,
-    /// The task's output.
+    /// The task's output ([`ChildTask::Output`]), as JSON on the child's stdout.
     pub output: O,
 }
 
@@ -71,7 +71,7 @@ pub fn run_task<T: ChildTask>(params: &str) -> Result<String, LabError> {
 /// How the parent runs a child task.
 #[derive(Debug, Clone)]
 pub struct Launch<'a> {
-    /// The lab binary.
+    /// The lab binary, re-executed with its hidden `child` subcommand.
     pub exe: &'a Path,
     /// The allocator to run on (glibc: no preload).
     pub allocator: &'a Located,

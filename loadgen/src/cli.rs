@@ -69,7 +69,7 @@ impl Cli {
     }
 }
 
-/// Subcommands.
+/// The commands besides a plain run, each starting the allockit servers itself.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start allockit-server twice (segregated and --break-lifetimes), drive both at the same rate, and
@@ -276,7 +276,7 @@ fn parse_method(text: &str) -> Result<Method, String> {
 /// How a finished command ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Everything within limits.
+    /// Every limit held: exit status 0.
     Passed,
     /// The run finished but broke a limit (exit status 3); the reasons.
     LimitExceeded(Vec<String>),

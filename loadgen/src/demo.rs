@@ -52,11 +52,11 @@ pub struct DemoConfig {
 /// One mode's figures in the comparison.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModeSummary {
-    /// Mode name.
+    /// The mode's name in [`crate::supervisor::MODES`] (`segregated`, `broken-lifetimes`).
     pub mode: String,
     /// Server flags of the mode.
     pub server_args: Vec<String>,
-    /// Responses per second.
+    /// Responses per second over the run, whatever their status.
     pub achieved_rps: f64,
     /// Corrected p99, ms.
     pub p99_ms: Option<f64>,
@@ -115,9 +115,9 @@ pub struct DemoReport {
     pub rps: f64,
     /// Seconds each server was driven.
     pub duration_s: f64,
-    /// Connections per server.
+    /// Keep-alive connections per server (the most requests in flight at once).
     pub connections: usize,
-    /// The workload.
+    /// The batches both servers received: the same seed, so the same bytes.
     pub workload: WorkloadSpec,
     /// One summary per mode, in [`MODES`] order.
     pub modes: Vec<ModeSummary>,

@@ -14,89 +14,42 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// Everything that can stop a load run, a scrape, a report or the demo.
+// The variants are documented; their fields are named by the message each `#[error]`
+// prints (`{flag}`, `{url}`, `{cause}`), so per-field docs would only repeat the names.
+#[allow(missing_docs)]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A URL given on the command line is not a plain `http://host:port/path` URL.
     #[error("{flag}: {message} (got {url:?})")]
-    InvalidUrl {
-        /// The flag (or argument) that carried the URL.
-        flag: &'static str,
-        /// The URL as given.
-        url: String,
-        /// What is wrong with it.
-        message: String,
-    },
+    InvalidUrl { flag: &'static str, url: String, message: String },
     /// A flag value passed clap's parser but is unusable with the others.
     #[error("{flag}: {message}")]
-    InvalidArgument {
-        /// The flag at fault.
-        flag: &'static str,
-        /// What is wrong with its value.
-        message: String,
-    },
+    InvalidArgument { flag: &'static str, message: String },
     /// The target's host name did not resolve.
     #[error("cannot resolve {authority}: {}", Causes(cause))]
-    Resolve {
-        /// `host:port` as given.
-        authority: String,
-        /// The resolver's error.
-        cause: io::Error,
-    },
+    Resolve { authority: String, cause: io::Error },
     /// Nothing accepts connections at the target.
     #[error("cannot connect to {url} ({addr}): {}; is the server running?", Causes(cause))]
-    Unreachable {
-        /// The target URL.
-        url: String,
-        /// The resolved address that refused or timed out.
-        addr: SocketAddr,
-        /// The connect error.
-        cause: io::Error,
-    },
+    Unreachable { url: String, addr: SocketAddr, cause: io::Error },
     /// The HTTP/1.1 handshake on a fresh connection failed.
     #[error("HTTP handshake with {addr} failed: {}", Causes(cause))]
-    Handshake {
-        /// The peer.
-        addr: SocketAddr,
-        /// hyper's error.
-        cause: hyper::Error,
-    },
+    Handshake { addr: SocketAddr, cause: hyper::Error },
     /// A request on an open connection failed: the connection broke, or the peer answered
     /// something that is not HTTP/1.1.
     #[error("HTTP exchange failed: {}", Causes(cause))]
-    Exchange {
-        /// hyper's error.
-        cause: hyper::Error,
-    },
+    Exchange { cause: hyper::Error },
     /// A response body was larger than the caller accepts.
     #[error("response body over {limit} bytes")]
-    BodyTooLarge {
-        /// The largest body accepted, bytes.
-        limit: usize,
-    },
+    BodyTooLarge { limit: usize },
     /// A listener (for `--metrics-addr`) could not bind.
     #[error("cannot listen on {addr}: {}", Causes(cause))]
-    Bind {
-        /// The requested address.
-        addr: SocketAddr,
-        /// The bind error.
-        cause: io::Error,
-    },
+    Bind { addr: SocketAddr, cause: io::Error },
     /// Reading or writing a file (report, CSV, chart, log) failed.
     #[error("{}: {}", path.display(), Causes(cause))]
-    File {
-        /// The file involved.
-        path: PathBuf,
-        /// The I/O error.
-        cause: io::Error,
-    },
+    File { path: PathBuf, cause: io::Error },
     /// Rendering a chart failed.
     #[error("cannot draw {}: {message}", path.display())]
-    Plot {
-        /// The chart file.
-        path: PathBuf,
-        /// The drawing backend's error.
-        message: String,
-    },
+    Plot { path: PathBuf, message: String },
     /// A report could not be serialised.
     #[error("cannot encode the report as JSON: {}", Causes(.0))]
     Json(serde_json::Error),
@@ -112,20 +65,10 @@ pub enum Error {
          `cargo build --release -p allockit-server -p loadgen` or pass --server-bin PATH",
         looked_at.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     )]
-    ServerBinaryMissing {
-        /// Every path that was tried.
-        looked_at: Vec<PathBuf>,
-    },
+    ServerBinaryMissing { looked_at: Vec<PathBuf> },
     /// The server process could not be started or did not announce its addresses.
     #[error("server {mode}: {message} (its log: {})", log.display())]
-    ServerStart {
-        /// Which demo mode it was started for.
-        mode: String,
-        /// What went wrong.
-        message: String,
-        /// Where its stderr went.
-        log: PathBuf,
-    },
+    ServerStart { mode: String, message: String, log: PathBuf },
     /// A task of the run panicked or was cancelled (a bug; the message says where).
     #[error("internal task failed: {0}")]
     TaskFailed(String),

@@ -117,7 +117,7 @@ impl Series {
         Self { rows: Vec::new(), limit: limit.max(2), rows_per_row: 1, pending: None }
     }
 
-    /// Appends one row.
+    /// Appends one row, merging the oldest pairs of rows once the series is at its limit.
     pub fn push(&mut self, row: SeriesRow) {
         let (merged, count) = match self.pending.take() {
             Some((pending, count)) => (merge_rows(&pending, &row), count + 1),
@@ -219,7 +219,7 @@ pub struct ErrorCounts {
 }
 
 impl ErrorCounts {
-    /// Every error.
+    /// Every error: non-2xx responses and requests without a response.
     pub fn total(&self) -> u64 {
         self.by_status.values().sum::<u64>() + self.connect + self.io + self.timeout
     }
@@ -230,9 +230,9 @@ impl ErrorCounts {
 pub struct RunReport {
     /// A name for the run (the demo's mode; empty otherwise).
     pub label: String,
-    /// Method sent.
+    /// HTTP method of every request (`POST` unless `--method`).
     pub method: String,
-    /// URL sent to.
+    /// Full URL every request went to, the path included.
     pub url: String,
     /// The body workload, if requests carry one.
     pub workload: Option<WorkloadSpec>,
@@ -252,9 +252,9 @@ pub struct RunReport {
     pub measured_s: f64,
     /// Whether the run was stopped early.
     pub interrupted: bool,
-    /// Request counts.
+    /// What the schedule asked for and what happened to it, measured window only.
     pub requests: RequestCounts,
-    /// Error counts.
+    /// Failed requests by cause, measured window only.
     pub errors: ErrorCounts,
     /// Responses per second over the measured window.
     pub achieved_rps: f64,

@@ -64,7 +64,7 @@ const TIMER_LEAD: Duration = Duration::from_millis(1);
 /// overflowing an `Instant`.
 const MAX_RUN: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// What requests carry.
+/// The request body: a generated batch, or none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestBody {
     /// A generated `POST /v1/events` batch.
@@ -80,9 +80,9 @@ pub struct RunConfig {
     pub label: String,
     /// Where requests go (the path included).
     pub target: Target,
-    /// The method sent.
+    /// The method of every request.
     pub method: Method,
-    /// The body sent.
+    /// What every request carries; a workload is rendered per request from its seed.
     pub body: RequestBody,
     /// Scheduled requests per second.
     pub rps: f64,
@@ -389,7 +389,8 @@ async fn drive_connection(
     }
 }
 
-/// The once-a-second collector.
+/// The once-a-second collector: drains the shards into a series row, scrapes the server,
+/// and updates the progress bar.
 struct Sampler<'a> {
     engine: &'a Engine,
     config: &'a RunConfig,

@@ -99,7 +99,7 @@ pub struct SoakConfig {
     pub timeout: Duration,
     /// The workload (the same seed for both).
     pub workload: WorkloadSpec,
-    /// The verdict's thresholds.
+    /// The limits the checks apply: slope, growth ratio, warm-up share.
     pub limits: SoakLimits,
     /// Where the report, chart and logs go.
     pub out_dir: PathBuf,
@@ -112,7 +112,7 @@ pub struct SoakConfig {
 pub struct RssTrend {
     /// Where the fit starts, seconds into the run.
     pub from_s: f64,
-    /// Samples fitted.
+    /// RSS samples after the warm-up that the line was fitted to (one a second).
     pub samples: usize,
     /// Least-squares slope, bytes per minute.
     pub slope_bytes_per_min: f64,
@@ -143,13 +143,13 @@ pub fn rss_trend(series: &[SeriesRow], from_s: f64) -> Option<RssTrend> {
 /// One server's figures in the soak.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModeOutcome {
-    /// Mode name.
+    /// The mode's name in [`crate::supervisor::MODES`] (`segregated`, `broken-lifetimes`).
     pub mode: String,
     /// Server flags of the mode.
     pub server_args: Vec<String>,
-    /// Responses per second.
+    /// Responses per second over the run, whatever their status.
     pub achieved_rps: f64,
-    /// Requests scheduled.
+    /// Requests the timetable placed in the run (`--rps` × `--duration`).
     pub scheduled: u64,
     /// Errors, skipped and unsent requests over scheduled.
     pub error_rate: f64,
@@ -179,9 +179,9 @@ impl ModeOutcome {
 /// One check of the verdict.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Check {
-    /// What is checked.
+    /// The check, as the table and the exit-status-3 message name it.
     pub name: String,
-    /// Whether it held.
+    /// Whether the figures met the limit.
     pub passed: bool,
     /// The figures it was decided on.
     pub detail: String,
@@ -310,7 +310,8 @@ pub fn evaluate(
     checks
 }
 
-/// The soak's result.
+/// The soak's result, written to `report.json`: both servers' figures and the checks
+/// decided on them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SoakReport {
     /// The server binary run.
@@ -323,11 +324,11 @@ pub struct SoakReport {
     pub rps: f64,
     /// Seconds each server was driven.
     pub duration_s: f64,
-    /// Connections per server.
+    /// Keep-alive connections per server (also the most chunks an idle server may hold).
     pub connections: usize,
-    /// The workload.
+    /// The batches both servers received: the same seed, so the same bytes.
     pub workload: WorkloadSpec,
-    /// The thresholds.
+    /// The limits the checks applied (from the command line).
     pub limits: SoakLimits,
     /// Whether the run was stopped early (which fails the soak).
     pub interrupted: bool,

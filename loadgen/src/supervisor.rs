@@ -103,9 +103,9 @@ impl ShutdownOutcome {
 #[derive(Debug)]
 pub struct ServerProcess {
     child: Child,
-    /// Its mode's name.
+    /// Its mode's name, used in messages and log file names.
     pub mode: String,
-    /// Its announced addresses.
+    /// The addresses it announced on stdout (ephemeral ports).
     pub addresses: Announcement,
     /// Where its stderr goes.
     pub log: PathBuf,

@@ -4,46 +4,25 @@ use std::fmt;
 use std::io;
 
 /// Why a request of [`crate::http`] failed, with the request (`GET http://...`) it was.
+// The variants are documented; their fields are named by the message each `#[error]`
+// prints (`{url}`, `{request}`, `{cause}`), so per-field docs would only repeat the names.
+#[allow(missing_docs)]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The URL is not a plain `http://host[:port][/path]`.
     #[error("{url:?} is not a usable URL: {reason}")]
-    InvalidUrl {
-        /// The URL as given.
-        url: String,
-        /// What is wrong with it.
-        reason: String,
-    },
+    InvalidUrl { url: String, reason: String },
     /// Resolving, connecting, writing or reading failed at the OS level (the error's kind
     /// tells a refused connection from a timeout).
     #[error("{request}: {what}: {cause}")]
-    Io {
-        /// The method and URL.
-        request: String,
-        /// The step that failed: "resolve", "connect to 127.0.0.1:9", "send", "receive".
-        what: String,
-        /// The operating system's error.
-        cause: io::Error,
-    },
+    Io { request: String, what: String, cause: io::Error },
     /// The peer answered something that is not an HTTP/1.x response.
     #[error("{request}: malformed response: {reason}")]
-    Malformed {
-        /// The method and URL.
-        request: String,
-        /// What was wrong with it.
-        reason: String,
-    },
+    Malformed { request: String, reason: String },
     /// The server answered with a status outside 2xx (from
     /// [`crate::http::Response::error_for_status`]).
     #[error("{request}: HTTP {status}: {body}")]
-    Status {
-        /// The method and URL.
-        request: String,
-        /// The status code.
-        status: u16,
-        /// The start of the body (at most 200 characters), for the message.
-        body: String,
-    },
+    Status { request: String, status: u16, body: String },
 }
 
 impl Error {

@@ -28,11 +28,11 @@ use crate::report::{self, CsvFile, Outcome, Table};
 /// A service, a fix, and the `MALLOC_CONF` it runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Variant {
-    /// Which service.
+    /// The synthetic service: the leaking one or the fragmenting one.
     pub kind: ServiceKind,
     /// Short name of the variant.
     pub name: &'static str,
-    /// The code change.
+    /// The change to the service's code this variant applies (none for "as written").
     pub fix: CodeFix,
     /// The jemalloc configuration (empty: defaults).
     pub malloc_conf: &'static str,
@@ -76,9 +76,9 @@ pub const VARIANTS: [Variant; 6] = [
 pub struct DiagnoseOptions {
     /// Ticks per run (one sample each).
     pub ticks: usize,
-    /// Tick length.
+    /// Tick length, milliseconds: the sampling period of the memory series.
     pub tick_ms: u64,
-    /// Requests per tick.
+    /// Requests the service handles per tick (each allocates and mostly frees).
     pub requests_per_tick: usize,
     /// Objects in the fragmenting burst.
     pub backlog_objects: usize,

@@ -325,7 +325,7 @@ pub fn symbolize(binary: &Path, dump: &Path) -> Result<Symbolized, LabError> {
                 install: "sudo apt-get install -y libjemalloc-dev".to_owned(),
             });
         }
-        Err(source) => return Err(LabError::Spawn { command: "jeprof".into(), source }),
+        Err(cause) => return Err(LabError::Spawn { command: "jeprof".into(), cause }),
     };
     if !output.status.success() {
         return Err(LabError::ChildFailed {
