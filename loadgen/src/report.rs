@@ -91,6 +91,28 @@ pub struct SeriesRow {
     pub server: ServerSample,
 }
 
+impl SeriesRow {
+    /// The row before any request: the server's baseline `server` at second 0, nothing
+    /// sent or received.
+    pub fn start(server: ServerSample) -> Self {
+        SeriesRow {
+            elapsed_s: 0.0,
+            interval_s: 0.0,
+            phase: Phase::Start,
+            responses: 0,
+            errors: 0,
+            achieved_rps: 0.0,
+            p50_ms: None,
+            p99_ms: None,
+            max_ms: None,
+            service_p99_ms: None,
+            backlog: 0,
+            awaiting_response: 0,
+            server,
+        }
+    }
+}
+
 /// The per-second series with bounded memory: once it holds `limit` rows, adjacent rows are
 /// merged pairwise and each later row covers twice as many seconds, so a run of any length
 /// keeps at most `limit` rows (86,400 by default: a day at one row per second).

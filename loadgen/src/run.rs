@@ -420,21 +420,7 @@ impl<'a> Sampler<'a> {
         progress: Option<ProgressBar>,
         baseline: ServerSample,
     ) -> Result<Self, Error> {
-        let start_row = SeriesRow {
-            elapsed_s: 0.0,
-            interval_s: 0.0,
-            phase: Phase::Start,
-            responses: 0,
-            errors: 0,
-            achieved_rps: 0.0,
-            p50_ms: None,
-            p99_ms: None,
-            max_ms: None,
-            service_p99_ms: None,
-            backlog: 0,
-            awaiting_response: 0,
-            server: baseline,
-        };
+        let start_row = SeriesRow::start(baseline);
         Ok(Self {
             engine,
             config,

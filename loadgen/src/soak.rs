@@ -534,16 +534,7 @@ mod tests {
             elapsed_s,
             interval_s: 1.0,
             phase: Phase::Measure,
-            responses: 0,
-            errors: 0,
-            achieved_rps: 0.0,
-            p50_ms: None,
-            p99_ms: None,
-            max_ms: None,
-            service_p99_ms: None,
-            backlog: 0,
-            awaiting_response: 0,
-            server: ServerSample { rss_bytes: Some(rss), ..ServerSample::default() },
+            ..SeriesRow::start(ServerSample { rss_bytes: Some(rss), ..ServerSample::default() })
         }
     }
 
