@@ -1,9 +1,9 @@
 //! How much work an experiment does: the documented sizes or the test suite's.
 //!
 //! Every experiment's options type has a `full()` and a `quick()` constructor; [`AtScale`]
-//! is the one place a [`Scale`] picks between them (implemented for each options type in
-//! [`crate::experiments`]), so the binary, [`crate::run_all`] and the tests never spell the
-//! choice out again.
+//! is the one place a [`Scale`] picks between them (implemented for each options type next
+//! to the experiments, in `experiments/mod.rs`), so the binary, `run_all` and the tests
+//! never spell the choice out again.
 
 /// How much work the experiments do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

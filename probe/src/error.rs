@@ -1,6 +1,5 @@
 //! The crate's one error type: what went wrong talking to a server over HTTP.
 
-use std::fmt;
 use std::io;
 
 /// Why a request of [`crate::http`] failed, with the request (`GET http://...`) it was.
@@ -33,14 +32,5 @@ impl Error {
             Error::Io { cause, .. } => Some(cause.kind()),
             _ => None,
         }
-    }
-}
-
-/// `GET http://...`: how a request is named in errors.
-pub(crate) struct RequestName<'a>(pub &'a str, pub &'a str);
-
-impl fmt::Display for RequestName<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.0, self.1)
     }
 }

@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use crate::error::{Error, RequestName};
+use crate::error::Error;
 
 /// The parts of an `http://host[:port][/path]` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,8 +181,7 @@ impl Request {
 
     /// Connects, sends the request and reads the whole response.
     pub fn send(&self) -> Result<Response, Error> {
-        let url_text = self.url.to_string();
-        let request = RequestName(&self.method, &url_text).to_string();
+        let request = format!("{} {}", self.method, self.url);
         let io = |what: String, cause: std::io::Error| Error::Io { request: request.clone(), what, cause };
         let addresses = (self.url.host.as_str(), self.url.port)
             .to_socket_addrs()
