@@ -28,7 +28,7 @@ pub enum Phase {
     Start,
     /// Warm-up, excluded from the totals.
     Warmup,
-    /// The measured window.
+    /// The measured window: its requests make the totals and percentiles.
     Measure,
     /// After the schedule ended, while the last responses arrive.
     Drain,

@@ -88,7 +88,7 @@ pub struct RunConfig {
     pub rps: f64,
     /// Time before the measured window; its requests are sent but excluded.
     pub warmup: Duration,
-    /// The measured window.
+    /// Length of the measured window, after the warm-up.
     pub duration: Duration,
     /// Keep-alive connections.
     pub connections: usize,

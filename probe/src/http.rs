@@ -89,7 +89,7 @@ pub struct Response {
     pub status: u16,
     /// Header fields in the order received (names as written).
     pub headers: Vec<(String, String)>,
-    /// The body.
+    /// The body, de-chunked; empty for `HEAD`, 204 and 304.
     pub body: Vec<u8>,
 }
 

@@ -110,9 +110,9 @@ pub enum Source {
 pub struct DiagnosedRun {
     /// Where it came from.
     pub source: Source,
-    /// The series.
+    /// The memory series, one sample per tick (synthetic) or per `--interval` (a URL).
     pub samples: Vec<MemorySample>,
-    /// The verdict.
+    /// What the series says (leak, fragmentation, healthy) and the evidence for it.
     pub diagnosis: Diagnosis,
     /// jemalloc's `opt.dirty_decay_ms` in the child (synthetic runs).
     pub dirty_decay_ms: Option<i64>,

@@ -58,7 +58,7 @@ impl MemorySample {
     }
 }
 
-/// The diagnosis.
+/// What a memory series shows: a leak, fragmentation, or neither.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {
     /// Live memory grows and is never freed.
@@ -119,7 +119,7 @@ pub struct Evidence {
 pub struct Diagnosis {
     /// Leak, fragmentation or healthy.
     pub verdict: Verdict,
-    /// The measured numbers.
+    /// The figures the rules were applied to (slopes, growths, stranded bytes).
     pub evidence: Evidence,
     /// Why, in words with numbers.
     pub reasons: Vec<String>,
