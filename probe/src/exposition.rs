@@ -62,6 +62,18 @@ impl<'a> Exposition<'a> {
             .any(|sample| sample.name == name || sample.name.strip_prefix(name) == Some("_count"))
     }
 
+    /// The sum of the samples a selector written as in PromQL or the exposition picks,
+    /// e.g. `allockit_http_requests_total{route="/v1/events",status="400"}`: those named
+    /// so whose labels include every pair written (see [`Exposition::sum`]). `None` when
+    /// none matches, or when `selector` is not a name with optional `{label="value",...}`.
+    pub fn select(&self, selector: &str) -> Option<f64> {
+        let line = format!("{} 0", selector.trim());
+        let wanted = parse_sample(&line).ok()?;
+        let pairs: Vec<(&str, &str)> =
+            wanted.labels.iter().map(|(label, value)| (*label, value.as_ref())).collect();
+        self.sum(wanted.name, &pairs)
+    }
+
     /// Sum of the samples named `name` whose labels include every pair in `matching`;
     /// `None` when no sample matches (the metric is absent).
     pub fn sum(&self, name: &str, matching: &[(&str, &str)]) -> Option<f64> {
@@ -235,6 +247,16 @@ weird_value{path="a \"quoted\" \\ back\nslash"} NaN 1700000000000
         let weird = exposition.named("weird").next().unwrap();
         assert_eq!(weird.label("path"), Some("a,\"b\"}"));
         assert_eq!(weird.value, 2.0);
+    }
+
+    #[test]
+    fn selectors_pick_samples_by_name_and_labels() {
+        let exposition = parse(SERVER_LIKE);
+        assert_eq!(exposition.select(r#"allockit_arena_chunks{state="in_use"}"#), Some(7.0));
+        assert_eq!(exposition.select(r#"allockit_arena_chunks{state="in_use",worker="1"}"#), Some(4.0));
+        assert_eq!(exposition.select("allockit_arena_chunks"), Some(24.0));
+        assert_eq!(exposition.select(r#"allockit_arena_chunks{state="idle"}"#), None);
+        assert_eq!(exposition.select(r#"allockit_arena_chunks{state="in_use""#), None, "unclosed");
     }
 
     #[test]
