@@ -113,7 +113,7 @@ pub enum Availability {
 /// An allocator and where it was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Located {
-    /// Which allocator.
+    /// The allocator looked for (glibc is always there; the others may be missing).
     pub kind: AllocatorKind,
     /// Whether (and from where) it can be used.
     pub availability: Availability,

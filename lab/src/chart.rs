@@ -31,7 +31,7 @@ pub struct LinePanel {
     pub x_label: String,
     /// Y axis label.
     pub y_label: String,
-    /// The curves.
+    /// The curves, drawn in order with the palette's colours.
     pub series: Vec<Series>,
 }
 
@@ -69,7 +69,7 @@ pub struct Chart {
     pub file_name: String,
     /// Alt text and caption in the Markdown page.
     pub caption: String,
-    /// The content.
+    /// What is drawn: line panels or bars.
     pub kind: ChartKind,
 }
 

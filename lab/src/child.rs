@@ -55,37 +55,23 @@ impl Provenance {
 pub struct Envelope<O> {
     /// Which allocator the child really ran on.
     pub provenance: Provenance,
-    /// The task's output.
+    /// The task's output ([`ChildTask::Output`]), as JSON on the child's stdout.
     pub output: O,
 }
 
-fn run_task<T: ChildTask>(params: &str) -> Result<String, LabError> {
+/// Runs task `T` with JSON `params` in this process; returns the JSON envelope to print.
+/// (The table from task names to types is [`crate::run_child_task`].)
+pub fn run_task<T: ChildTask>(params: &str) -> Result<String, LabError> {
     let task: T = serde_json::from_str(params)?;
     let provenance = Provenance::current();
     let output = task.run()?;
     Ok(serde_json::to_string(&Envelope { provenance, output })?)
 }
 
-/// Runs the child task `name` with JSON `params`; returns the JSON envelope to print.
-pub fn run(name: &str, params: &str) -> Result<String, LabError> {
-    use crate::{fragmentation, profile, services, swap, usable_size};
-    match name {
-        fragmentation::FragmentationRun::NAME => run_task::<fragmentation::FragmentationRun>(params),
-        usable_size::SizeProbe::NAME => run_task::<usable_size::SizeProbe>(params),
-        swap::Workload::NAME => run_task::<swap::Workload>(params),
-        services::Service::NAME => run_task::<services::Service>(params),
-        profile::ProfiledWorkload::NAME => run_task::<profile::ProfiledWorkload>(params),
-        other => Err(LabError::InvalidArgument {
-            flag: "child TASK",
-            reason: format!("unknown child task `{other}`"),
-        }),
-    }
-}
-
 /// How the parent runs a child task.
 #[derive(Debug, Clone)]
 pub struct Launch<'a> {
-    /// The lab binary.
+    /// The lab binary, re-executed with its hidden `child` subcommand.
     pub exe: &'a Path,
     /// The allocator to run on (glibc: no preload).
     pub allocator: &'a Located,
@@ -137,16 +123,5 @@ impl<'a> Launch<'a> {
             });
         }
         Ok((envelope.output, run))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unknown_child_tasks_are_rejected_by_name() {
-        let err = run("no-such-task", "{}").unwrap_err();
-        assert!(err.to_string().contains("no-such-task"), "{err}");
     }
 }

@@ -63,7 +63,7 @@ impl MallocInfoReader {
         Ok(reader)
     }
 
-    /// The current figures.
+    /// Reads the figures now (parses `malloc_info`'s XML for this process).
     pub fn read(&mut self) -> Result<GlibcHeapStats, LabError> {
         let listing = self.listing()?;
         // SAFETY: mallinfo2 only reads the allocator's state.

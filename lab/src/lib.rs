@@ -35,79 +35,77 @@
 pub mod allocator;
 pub mod chart;
 pub mod child;
-pub mod diagnose;
 mod error;
-pub mod fragmentation;
+pub mod experiments;
 pub mod glibc;
-pub mod http;
 pub mod jemalloc;
-pub mod placement;
 pub mod process;
-pub mod profile;
-pub mod prom;
 pub mod report;
-pub mod services;
-pub mod size_classes;
-pub mod swap;
-pub mod syscall_cost;
+pub mod scale;
 pub mod trace;
-pub mod usable_size;
-pub mod verdict;
+
+// The experiments keep their short paths (`allockit_lab::swap`), which the binary, the
+// tests and the docs use.
+pub use experiments::{
+    diagnose, fragmentation, placement, profile, services, size_classes, swap, syscall_cost, usable_size,
+    verdict,
+};
 
 use std::path::Path;
 
 pub use error::LabError;
+pub use scale::{AtScale, Scale};
 
-/// How much work the experiments do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scale {
-    /// The documented experiment sizes (a few minutes in all on a loaded 2-core machine).
-    Full,
-    /// Small sizes for the test suite (a few seconds in all).
-    Quick,
-}
-
-/// Runs every experiment in turn with the lab binary `exe`, handing each result to
-/// `finished` as soon as it is ready, and returns them all (for [`report::write_report`]).
+/// Runs every experiment at `scale` in turn with the lab binary `exe`, handing each result
+/// to `finished` as soon as it is ready, and returns them all (for
+/// [`report::write_report`]).
 pub fn run_all(
     exe: &Path,
     scale: Scale,
     mut finished: impl FnMut(&dyn report::Outcome),
 ) -> Result<Vec<Box<dyn report::Outcome>>, LabError> {
-    let quick = scale == Scale::Quick;
     let mut outcomes: Vec<Box<dyn report::Outcome>> = Vec::new();
     let mut keep = |outcome: Box<dyn report::Outcome>| {
         finished(outcome.as_ref());
         outcomes.push(outcome);
     };
-    let probe = if quick { usable_size::SizeProbe::quick() } else { usable_size::SizeProbe::full() };
-    keep(Box::new(usable_size::run(exe, &probe)?));
-    let costs = if quick {
-        syscall_cost::SyscallCostOptions::quick()
-    } else {
-        syscall_cost::SyscallCostOptions::full()
-    };
-    keep(Box::new(syscall_cost::run(&costs)?));
-    let fragments = if quick {
-        fragmentation::FragmentationOptions::quick()
-    } else {
-        fragmentation::FragmentationOptions::full()
-    };
-    keep(Box::new(fragmentation::run(exe, &fragments)?));
-    let policies =
-        if quick { placement::PlacementOptions::quick() } else { placement::PlacementOptions::full() };
-    keep(Box::new(placement::run(&policies)?));
-    let classes = if quick {
-        size_classes::SizeClassesOptions::quick()
-    } else {
-        size_classes::SizeClassesOptions::full()
-    };
-    keep(Box::new(size_classes::run(&classes)?));
-    let workload = if quick { swap::Workload::quick() } else { swap::Workload::full() };
-    keep(Box::new(swap::run(exe, &swap::SwapOptions::for_workload(workload))?));
-    let services = if quick { diagnose::DiagnoseOptions::quick() } else { diagnose::DiagnoseOptions::full() };
-    keep(Box::new(diagnose::run_synthetic(exe, &services)?));
-    let profile_scale = if quick { profile::ProfileScale::Quick } else { profile::ProfileScale::Full };
-    keep(Box::new(profile::run_workload(exe, profile_scale)?));
+    keep(Box::new(usable_size::run(exe, &AtScale::at(scale))?));
+    keep(Box::new(syscall_cost::run(&AtScale::at(scale))?));
+    keep(Box::new(fragmentation::run(exe, &AtScale::at(scale))?));
+    keep(Box::new(placement::run(&AtScale::at(scale))?));
+    keep(Box::new(size_classes::run(&AtScale::at(scale))?));
+    keep(Box::new(swap::run(exe, &swap::SwapOptions::for_workload(AtScale::at(scale)))?));
+    keep(Box::new(diagnose::run_synthetic(exe, &AtScale::at(scale))?));
+    keep(Box::new(profile::run_workload(exe, scale)?));
     Ok(outcomes)
+}
+
+/// Runs the child task `name` with JSON `params` in this process (the lab binary's hidden
+/// `child` subcommand, see [`child`]); returns the JSON envelope to print. The table of
+/// tasks lives here, above both the experiments that define tasks and the [`child`]
+/// module that runs them, so neither imports the other back.
+pub fn run_child_task(name: &str, params: &str) -> Result<String, LabError> {
+    use child::{ChildTask, run_task};
+    match name {
+        fragmentation::FragmentationRun::NAME => run_task::<fragmentation::FragmentationRun>(params),
+        usable_size::SizeProbe::NAME => run_task::<usable_size::SizeProbe>(params),
+        swap::Workload::NAME => run_task::<swap::Workload>(params),
+        services::Service::NAME => run_task::<services::Service>(params),
+        profile::ProfiledWorkload::NAME => run_task::<profile::ProfiledWorkload>(params),
+        other => Err(LabError::InvalidArgument {
+            flag: "child TASK",
+            reason: format!("unknown child task `{other}`"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_child_tasks_are_rejected_by_name() {
+        let err = run_child_task("no-such-task", "{}").unwrap_err();
+        assert!(err.to_string().contains("no-such-task"), "{err}");
+    }
 }

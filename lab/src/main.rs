@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use allockit_lab::report::{self, Outcome};
 use allockit_lab::{
-    Scale, diagnose, fragmentation, placement, process::Machine, profile, size_classes, swap, syscall_cost,
-    trace, usable_size,
+    AtScale, Scale, diagnose, fragmentation, placement, process::Machine, profile, size_classes, swap,
+    syscall_cost, trace, usable_size,
 };
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -34,7 +34,7 @@ struct Common {
 
 impl Common {
     fn scale(&self) -> Scale {
-        if self.quick { Scale::Quick } else { Scale::Full }
+        Scale::quick_if(self.quick)
     }
 }
 
@@ -207,60 +207,42 @@ fn own_exe() -> anyhow::Result<PathBuf> {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Child { task, params } => {
-            println!("{}", allockit_lab::child::run(&task, &params)?);
+            println!("{}", allockit_lab::run_child_task(&task, &params)?);
             Ok(())
         }
         Command::UsableSize { common, class_limit, objects } => {
-            let mut probe = match common.scale() {
-                Scale::Full => usable_size::SizeProbe::full(),
-                Scale::Quick => usable_size::SizeProbe::quick(),
-            };
+            let mut probe = usable_size::SizeProbe::at(common.scale());
             probe.class_limit = class_limit.map_or(probe.class_limit, to_usize);
             probe.objects = objects.map_or(probe.objects, to_usize);
             emit(&usable_size::run(&own_exe()?, &probe)?, common.out.as_deref())
         }
         Command::SyscallCost { common, iterations, mmap_iterations, rounds } => {
-            let mut options = match common.scale() {
-                Scale::Full => syscall_cost::SyscallCostOptions::full(),
-                Scale::Quick => syscall_cost::SyscallCostOptions::quick(),
-            };
+            let mut options = syscall_cost::SyscallCostOptions::at(common.scale());
             options.malloc_pairs = iterations.map_or(options.malloc_pairs, to_usize);
             options.mmap_pairs = mmap_iterations.map_or(options.mmap_pairs, to_usize);
             options.rounds = rounds.map_or(options.rounds, to_usize);
             emit(&syscall_cost::run(&options)?, common.out.as_deref())
         }
         Command::Fragmentation { common, blocks, block_size, large_size } => {
-            let mut options = match common.scale() {
-                Scale::Full => fragmentation::FragmentationOptions::full(),
-                Scale::Quick => fragmentation::FragmentationOptions::quick(),
-            };
+            let mut options = fragmentation::FragmentationOptions::at(common.scale());
             options.blocks = blocks.map_or(options.blocks, to_usize);
             options.block_size = block_size.map_or(options.block_size, to_usize);
             options.large_size = large_size.map_or(options.large_size, to_usize);
             emit(&fragmentation::run(&own_exe()?, &options)?, common.out.as_deref())
         }
         Command::Placement { common, trace } => {
-            let mut options = match common.scale() {
-                Scale::Full => placement::PlacementOptions::full(),
-                Scale::Quick => placement::PlacementOptions::quick(),
-            };
+            let mut options = placement::PlacementOptions::at(common.scale());
             trace.apply(&mut options.trace, &mut options.rounds);
             emit(&placement::run(&options)?, common.out.as_deref())
         }
         Command::SizeClasses { common, trace } => {
-            let mut options = match common.scale() {
-                Scale::Full => size_classes::SizeClassesOptions::full(),
-                Scale::Quick => size_classes::SizeClassesOptions::quick(),
-            };
+            let mut options = size_classes::SizeClassesOptions::at(common.scale());
             trace.apply(&mut options.trace, &mut options.rounds);
             emit(&size_classes::run(&options)?, common.out.as_deref())
         }
         Command::Swap { common, threads, requests, interval_ms, command } => {
             let mut options = if command.is_empty() {
-                let mut workload = match common.scale() {
-                    Scale::Full => swap::Workload::full(),
-                    Scale::Quick => swap::Workload::quick(),
-                };
+                let mut workload = swap::Workload::at(common.scale());
                 workload.threads = threads.map_or(workload.threads, to_usize);
                 workload.requests_per_thread = requests.map_or(workload.requests_per_thread, to_usize);
                 swap::SwapOptions::for_workload(workload)
@@ -279,10 +261,7 @@ fn main() -> anyhow::Result<()> {
             let outcome = match url {
                 Some(url) => diagnose::run_url(&url, duration, interval)?,
                 None => {
-                    let options = match common.scale() {
-                        Scale::Full => diagnose::DiagnoseOptions::full(),
-                        Scale::Quick => diagnose::DiagnoseOptions::quick(),
-                    };
+                    let options = diagnose::DiagnoseOptions::at(common.scale());
                     diagnose::run_synthetic(&own_exe()?, &options)?
                 }
             };
@@ -296,19 +275,12 @@ fn main() -> anyhow::Result<()> {
                     token: token.as_deref(),
                     sample_for,
                 })?,
-                _ => {
-                    let scale = match common.scale() {
-                        Scale::Full => profile::ProfileScale::Full,
-                        Scale::Quick => profile::ProfileScale::Quick,
-                    };
-                    profile::run_workload(&own_exe()?, scale)?
-                }
+                _ => profile::run_workload(&own_exe()?, common.scale())?,
             };
             emit(&outcome, common.out.as_deref())
         }
         Command::All { out, quick } => {
-            let scale = if quick { Scale::Quick } else { Scale::Full };
-            let outcomes = allockit_lab::run_all(&own_exe()?, scale, |outcome| {
+            let outcomes = allockit_lab::run_all(&own_exe()?, Scale::quick_if(quick), |outcome| {
                 println!("{}", report::render_text(outcome));
             })?;
             let page = report::write_report(&out, &outcomes, &Machine::describe())?;

@@ -67,9 +67,9 @@ fn parse_statm_resident(statm: &str) -> std::io::Result<u64> {
 /// A program to run and sample.
 #[derive(Debug, Clone)]
 pub struct ChildSpec {
-    /// The program.
+    /// The program (the lab binary for child tasks, or a user's command for `swap -- CMD`).
     pub program: PathBuf,
-    /// Its arguments.
+    /// Its arguments, without the program name.
     pub args: Vec<String>,
     /// Extra environment variables (`LD_PRELOAD` and `MALLOC_CONF` are cleared first, so a
     /// lab that itself runs under a preload does not leak it into the baseline).
@@ -116,7 +116,7 @@ pub enum ExitOutcome {
 }
 
 impl ExitOutcome {
-    /// Exit status 0.
+    /// Whether it exited with status 0 (a signal is never a success).
     pub fn success(self) -> bool {
         self == ExitOutcome::Code(0)
     }
@@ -134,7 +134,7 @@ impl std::fmt::Display for ExitOutcome {
 /// What was measured about one child run.
 #[derive(Debug, Clone)]
 pub struct SampledRun {
-    /// How it ended.
+    /// Exit status or the signal that killed it.
     pub exit: ExitOutcome,
     /// Seconds from spawn to exit.
     pub wall_secs: f64,
@@ -170,7 +170,7 @@ pub fn run_sampled(spec: &ChildSpec) -> Result<SampledRun, LabError> {
         command.env("LD_PRELOAD", preload);
     }
     let started = Instant::now();
-    let mut child = command.spawn().map_err(|source| LabError::Spawn { command: spec.display(), source })?;
+    let mut child = command.spawn().map_err(|cause| LabError::Spawn { command: spec.display(), cause })?;
     let pid = child.id();
     let stdout_reader = child.stdout.take().map(|mut out| {
         std::thread::spawn(move || {
@@ -198,12 +198,12 @@ pub fn run_sampled(spec: &ChildSpec) -> Result<SampledRun, LabError> {
     stop.store(true, Ordering::Release);
     let (rss, preload_mapped) = sampler.join().unwrap_or_default();
     let reaped = reap(pid);
-    waited.map_err(|source| LabError::Spawn { command: spec.display(), source })?;
+    waited.map_err(|cause| LabError::Spawn { command: spec.display(), cause })?;
     let (exit, peak_rss_bytes) =
-        reaped.map_err(|source| LabError::Spawn { command: spec.display(), source })?;
+        reaped.map_err(|cause| LabError::Spawn { command: spec.display(), cause })?;
 
     let stdout = match stdout_reader.and_then(join_within_grace) {
-        Some(read) => read.map_err(|source| LabError::Spawn { command: spec.display(), source })?,
+        Some(read) => read.map_err(|cause| LabError::Spawn { command: spec.display(), cause })?,
         None => Vec::new(),
     };
     let stderr = stderr_reader.and_then(join_within_grace).and_then(Result::ok).unwrap_or_default();
@@ -323,7 +323,7 @@ impl TempDir {
         Ok(TempDir { path })
     }
 
-    /// The directory.
+    /// The directory, removed with everything in it when the `TempDir` drops.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -345,9 +345,9 @@ pub struct Machine {
     pub logical_cpus: usize,
     /// Total memory in bytes.
     pub memory_bytes: u64,
-    /// Kernel release.
+    /// Kernel release (`uname -r`): page size defaults and THP behaviour depend on it.
     pub kernel: String,
-    /// C library version.
+    /// glibc version (`gnu_get_libc_version`): its malloc is the baseline allocator.
     pub glibc: String,
 }
 

@@ -25,7 +25,7 @@ pub struct Table {
 }
 
 impl Table {
-    /// An empty table.
+    /// A table with a caption and column headers and no rows yet.
     pub fn new(caption: impl Into<String>, headers: &[&str]) -> Table {
         Table {
             caption: caption.into(),

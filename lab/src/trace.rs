@@ -35,7 +35,7 @@ use rand::{RngExt, SeedableRng};
 
 use crate::LabError;
 
-/// What to generate.
+/// The size and seed of a generated trace: the same shape gives the same operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceShape {
     /// Allocations in the trace (each is freed once, so the trace has twice as many
@@ -53,21 +53,21 @@ pub const ALIGN: usize = 8;
 pub enum Op {
     /// Allocate `size` bytes into `slot`.
     Alloc {
-        /// The slot.
+        /// The index the heap under test keeps the block's pointer at until its free.
         slot: u32,
         /// Bytes requested.
         size: u32,
     },
     /// Free the block in `slot` (allocated with `size` bytes).
     Free {
-        /// The slot.
+        /// The index of the block to free (filled by an earlier `Alloc`).
         slot: u32,
         /// Bytes it was allocated with.
         size: u32,
     },
 }
 
-/// A generated trace.
+/// A generated trace: every allocation freed exactly once, in an order that leaves holes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trace {
     /// What it was generated from.
@@ -220,7 +220,7 @@ fn replay_ops<H: TraceHeap>(heap: &H, ops: &[Op], slots: &mut Slots, name: &str)
                 })?;
                 let block = heap
                     .alloc(layout)
-                    .map_err(|source| LabError::HeapRefused { heap: name.to_owned(), source })?;
+                    .map_err(|cause| LabError::HeapRefused { heap: name.to_owned(), cause })?;
                 // SAFETY: the block holds `size` >= 8 writable bytes.
                 unsafe {
                     block.as_ptr().write(slot as u8);

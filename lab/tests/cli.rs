@@ -101,3 +101,12 @@ fn a_url_that_is_not_http_is_refused_naming_the_flag() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("--url"), "{}", stderr(&output));
 }
+
+#[test]
+fn an_unreachable_metrics_url_is_one_clear_line_with_the_os_error_once() {
+    let output = lab(&["diagnose", "--url", "http://127.0.0.1:1/metrics", "--duration", "1"]);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("GET http://127.0.0.1:1/metrics: connect to 127.0.0.1:1"), "{message}");
+    assert_eq!(message.matches("os error").count(), 1, "the OS error is said once: {message}");
+}

@@ -103,6 +103,18 @@ fn a_metrics_page_without_jemalloc_gauges_is_an_error_naming_the_metric() {
 }
 
 #[test]
+fn a_url_that_is_not_plain_http_is_a_bad_url_flag() {
+    let err = diagnose::run_url(
+        "https://example.com/metrics",
+        Duration::from_millis(100),
+        Duration::from_millis(40),
+    )
+    .unwrap_err();
+    assert!(matches!(err, LabError::InvalidArgument { flag: "--url", .. }), "{err}");
+    assert!(err.to_string().contains("https:// is not supported"), "{err}");
+}
+
+#[test]
 fn an_unreachable_server_is_an_http_error() {
     let err = diagnose::run_url(
         "http://127.0.0.1:1/metrics",

@@ -5,13 +5,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use allockit_lab::LabError;
+use allockit_lab::Scale;
 use allockit_lab::process::{Machine, TempDir};
-use allockit_lab::profile::{self, ProfileScale, ProfileSource, ServerProfile, Symbolized};
+use allockit_lab::profile::{self, ProfileSource, ServerProfile, Symbolized};
 use allockit_lab::report;
 
 #[test]
 fn the_heap_profile_ranks_sites_by_live_bytes_and_a_server_route_serves_the_same_dump() {
-    let outcome = profile::run_workload(common::lab_exe(), ProfileScale::Quick).unwrap();
+    let outcome = profile::run_workload(common::lab_exe(), Scale::Quick).unwrap();
     assert!(matches!(outcome.symbolized, Symbolized::Jeprof { .. }), "jeprof comes with libjemalloc-dev");
     assert_eq!(outcome.summary.sample_period, 524288.0, "lg_prof_sample:19 reached jemalloc");
     let ProfileSource::Workload(run) = &outcome.source else { panic!("workload source") };

@@ -1,7 +1,7 @@
 //! Property tests of the lab's pure pieces against simple models.
 
-use allockit_lab::prom;
 use allockit_lab::usable_size::{SizeClass, size_classes};
+use allockit_probe::exposition;
 use proptest::prelude::*;
 
 proptest! {
@@ -36,11 +36,12 @@ proptest! {
             .iter()
             .map(|(value, label)| format!("m{{state=\"{}\"}} {value}\n", escape(label)))
             .collect();
-        let samples = prom::parse(&text);
-        prop_assert_eq!(samples.len(), values.len());
+        let parsed = exposition::parse(&text);
+        prop_assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        prop_assert_eq!(parsed.samples.len(), values.len());
         let total: f64 = values.iter().map(|(v, _)| f64::from(*v)).sum();
-        prop_assert_eq!(prom::sum(&samples, "m", &[]), Some(total));
-        for (sample, (_, label)) in samples.iter().zip(&values) {
+        prop_assert_eq!(parsed.sum("m", &[]), Some(total));
+        for (sample, (_, label)) in parsed.samples.iter().zip(&values) {
             prop_assert_eq!(&sample.labels[0].1, label);
         }
     }

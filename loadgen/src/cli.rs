@@ -24,9 +24,9 @@ use crate::workload::WorkloadSpec;
 
 const EXIT_CODES: &str = "\
 Exit status:
-  0  the run finished within --max-error-rate
+  0  the run finished within --max-error-rate (1% unless given)
   1  the run could not start or finish (unreachable target, unwritable output, ...)
-  2  bad command line
+  2  bad command line (a flag clap refuses, a malformed URL, a zero --duration, ...)
   3  --max-error-rate exceeded (demo: also a server that did not exit cleanly; soak: a check failed)";
 
 /// `loadgen`: open-loop HTTP load with coordinated-omission-corrected latency.
@@ -38,7 +38,10 @@ Exit status:
              (coordinated-omission corrected), server memory scraped every second",
     after_help = EXIT_CODES,
     args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
+    subcommand_negates_reqs = true,
+    // A flag given twice takes its last value, so that a wrapper's default can be
+    // overridden (`scripts/demo` passes `--out reports/demo` before the user's arguments).
+    args_override_self = true
 )]
 pub struct Cli {
     /// A subcommand instead of a plain run.
@@ -66,7 +69,7 @@ impl Cli {
     }
 }
 
-/// Subcommands.
+/// The commands besides a plain run, each starting the allockit servers itself.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start allockit-server twice (segregated and --break-lifetimes), drive both at the same rate, and
@@ -131,9 +134,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
     /// Exit with status 3 when errors, skipped and unsent requests exceed this share of the
-    /// scheduled ones (0.01 or 1%)
-    #[arg(long, value_parser = parse_fraction, value_name = "FRACTION")]
-    pub max_error_rate: Option<f64>,
+    /// scheduled ones (0.01 or 1%); 100% never fails a run that finished
+    #[arg(long, value_parser = parse_fraction, default_value = "1%", value_name = "FRACTION")]
+    pub max_error_rate: f64,
     /// No live progress (it is also off when stdout is not a terminal)
     #[arg(long, short)]
     pub quiet: bool,
@@ -273,7 +276,7 @@ fn parse_method(text: &str) -> Result<Method, String> {
 /// How a finished command ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Everything within limits.
+    /// Every limit held: exit status 0.
     Passed,
     /// The run finished but broke a limit (exit status 3); the reasons.
     LimitExceeded(Vec<String>),
@@ -404,13 +407,15 @@ async fn execute_run(args: RunArgs) -> Result<Verdict, Error> {
         plot::plot_run(&report, path)?;
         println!("wrote {}", path.display());
     }
-    Ok(match args.max_error_rate {
-        Some(limit) if report.error_rate() > limit => Verdict::LimitExceeded(vec![format!(
+    let limit = args.max_error_rate;
+    Ok(if report.error_rate() > limit {
+        Verdict::LimitExceeded(vec![format!(
             "error rate {:.3}% exceeds --max-error-rate {:.3}%",
             100.0 * report.error_rate(),
             100.0 * limit
-        )]),
-        _ => Verdict::Passed,
+        )])
+    } else {
+        Verdict::Passed
     })
 }
 

@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use allockit_probe::metrics;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::CONTENT_TYPE;
@@ -52,23 +53,24 @@ impl OwnMetrics {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new(
-                "loadgen_requests_total",
+                metrics::LOADGEN_REQUESTS_TOTAL,
                 "Requests finished by loadgen, by outcome; skipped sends included.",
             ),
             &["outcome"],
         )?;
         let latency = Histogram::with_opts(
             HistogramOpts::new(
-                "loadgen_latency_seconds",
+                metrics::LOADGEN_LATENCY_SECONDS,
                 "Latency from the intended send time to the end of the response (coordinated-omission corrected).",
             )
             .buckets(vec![
                 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
         )?;
-        let target_rps = Gauge::new("loadgen_target_rps", "The request rate loadgen schedules, per second.")?;
+        let target_rps =
+            Gauge::new(metrics::LOADGEN_TARGET_RPS, "The request rate loadgen schedules, per second.")?;
         let in_flight =
-            IntGauge::new("loadgen_in_flight_requests", "Requests sent and awaiting a response.")?;
+            IntGauge::new(metrics::LOADGEN_IN_FLIGHT_REQUESTS, "Requests sent and awaiting a response.")?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(target_rps.clone()))?;
@@ -124,8 +126,8 @@ pub async fn serve(
     metrics: Arc<OwnMetrics>,
     addr: SocketAddr,
 ) -> Result<(SocketAddr, JoinHandle<()>), Error> {
-    let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
-    let bound = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr).await.map_err(|cause| Error::Bind { addr, cause })?;
+    let bound = listener.local_addr().map_err(|cause| Error::Bind { addr, cause })?;
     let task = tokio::spawn(async move {
         loop {
             let stream = match listener.accept().await {

@@ -64,11 +64,26 @@ impl Target {
         Self { url: format!("http://{}{path}", self.authority), path: path.to_owned(), ..self.clone() }
     }
 
+    /// A body-less `method` request for this URL's path, with its `Host` header.
+    pub fn request(&self, method: Method) -> Result<Request<Full<Bytes>>, Error> {
+        let invalid = |message: &str| Error::InvalidUrl {
+            flag: "URL",
+            url: self.url.clone(),
+            message: message.to_owned(),
+        };
+        let mut request = Request::new(Full::new(Bytes::new()));
+        *request.method_mut() = method;
+        *request.uri_mut() = self.path.parse().map_err(|_| invalid("not a valid request path"))?;
+        let host = self.authority.parse().map_err(|_| invalid("not a valid Host header"))?;
+        request.headers_mut().insert(HOST, host);
+        Ok(request)
+    }
+
     /// Resolves the host to its first address.
     pub async fn resolve(&self) -> Result<SocketAddr, Error> {
-        let resolve_error = |source: std::io::Error| Error::Resolve {
+        let resolve_error = |cause: std::io::Error| Error::Resolve {
             authority: format!("{}:{}", self.host, self.port),
-            source,
+            cause,
         };
         tokio::net::lookup_host((self.host.as_str(), self.port))
             .await
@@ -96,30 +111,6 @@ pub enum BodyUse {
     Keep(usize),
 }
 
-/// Why an exchange failed.
-#[derive(Debug)]
-pub enum ExchangeError {
-    /// The connection or the protocol failed.
-    Http(hyper::Error),
-    /// The body exceeded the [`BodyUse::Keep`] limit.
-    TooLarge(usize),
-}
-
-impl std::fmt::Display for ExchangeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ExchangeError::Http(error) => write!(f, "{error}"),
-            ExchangeError::TooLarge(limit) => write!(f, "response body over {limit} bytes"),
-        }
-    }
-}
-
-impl From<hyper::Error> for ExchangeError {
-    fn from(error: hyper::Error) -> Self {
-        ExchangeError::Http(error)
-    }
-}
-
 type Driver = hyper::client::conn::http1::Connection<TokioIo<TcpStream>, Full<Bytes>>;
 
 /// A keep-alive HTTP/1.1 client connection (hyper's `client::conn::http1`) whose protocol
@@ -142,12 +133,17 @@ impl std::fmt::Debug for ClientConnection {
 }
 
 impl ClientConnection {
-    /// Connects to `addr` and performs the HTTP/1.1 handshake, within `timeout`.
-    pub async fn open(addr: SocketAddr, timeout: Duration) -> Result<Self, ConnectError> {
-        let stream = connect_tcp(addr, timeout).await.map_err(ConnectError::Tcp)?;
+    /// Connects to `addr` (where `target` resolved to; its URL is for the error) and
+    /// performs the HTTP/1.1 handshake, within `timeout`.
+    pub async fn open(target: &Target, addr: SocketAddr, timeout: Duration) -> Result<Self, Error> {
+        let stream = connect_tcp(addr, timeout).await.map_err(|cause| Error::Unreachable {
+            url: target.url.clone(),
+            addr,
+            cause,
+        })?;
         let (sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(ConnectError::Handshake)?;
+            .map_err(|cause| Error::Handshake { addr, cause })?;
         Ok(Self { sender, driver: Some(Box::pin(driver)) })
     }
 
@@ -174,18 +170,19 @@ impl ClientConnection {
         &mut self,
         request: Request<Full<Bytes>>,
         body_use: BodyUse,
-    ) -> Result<(u16, Bytes), ExchangeError> {
+    ) -> Result<(u16, Bytes), Error> {
         let Self { sender, driver } = self;
+        let broken = |cause| Error::Exchange { cause };
         let mut work = std::pin::pin!(async move {
-            sender.ready().await?;
-            let response = sender.send_request(request).await?;
+            sender.ready().await.map_err(broken)?;
+            let response = sender.send_request(request).await.map_err(broken)?;
             let status = response.status().as_u16();
             let mut body = response.into_body();
             let mut kept = BytesMut::new();
             while let Some(frame) = body.frame().await {
-                if let (Ok(data), BodyUse::Keep(limit)) = (frame?.into_data(), body_use) {
+                if let (Ok(data), BodyUse::Keep(limit)) = (frame.map_err(broken)?.into_data(), body_use) {
                     if kept.len() + data.len() > limit {
-                        return Err(ExchangeError::TooLarge(limit));
+                        return Err(Error::BodyTooLarge { limit });
                     }
                     kept.extend_from_slice(&data);
                 }
@@ -200,13 +197,8 @@ impl ClientConnection {
     }
 
     /// GETs `target`'s path and returns the status and body (at most `limit` bytes).
-    pub async fn get(&mut self, target: &Target, limit: usize) -> Result<(u16, Bytes), String> {
-        let mut request = Request::new(Full::new(Bytes::new()));
-        *request.method_mut() = Method::GET;
-        *request.uri_mut() = target.path.parse().map_err(|_| format!("bad path {:?}", target.path))?;
-        let host = target.authority.parse().map_err(|_| format!("bad host {:?}", target.authority))?;
-        request.headers_mut().insert(HOST, host);
-        self.exchange(request, BodyUse::Keep(limit)).await.map_err(|error| error.to_string())
+    pub async fn get(&mut self, target: &Target, limit: usize) -> Result<(u16, Bytes), Error> {
+        self.exchange(target.request(Method::GET)?, BodyUse::Keep(limit)).await
     }
 }
 
@@ -217,34 +209,6 @@ fn poll_driver(driver: &mut Option<Pin<Box<Driver>>>, cx: &mut Context<'_>) {
         && running.as_mut().poll(cx).is_ready()
     {
         *driver = None;
-    }
-}
-
-/// Why [`ClientConnection::open`] failed.
-#[derive(Debug)]
-pub enum ConnectError {
-    /// The TCP connection.
-    Tcp(std::io::Error),
-    /// The HTTP handshake.
-    Handshake(hyper::Error),
-}
-
-impl std::fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConnectError::Tcp(error) => write!(f, "connect: {error}"),
-            ConnectError::Handshake(error) => write!(f, "HTTP handshake: {error}"),
-        }
-    }
-}
-
-impl ConnectError {
-    /// The library error for a connection to `target` at `addr`.
-    pub fn into_error(self, target: &Target, addr: SocketAddr) -> Error {
-        match self {
-            ConnectError::Tcp(source) => Error::Unreachable { url: target.url.clone(), addr, source },
-            ConnectError::Handshake(source) => Error::Handshake { addr, source },
-        }
     }
 }
 

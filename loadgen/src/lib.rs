@@ -8,8 +8,9 @@
 //!   that was due during it (coordinated-omission correction), and the raw service time is
 //!   reported beside it.
 //! * Latencies go into HdrHistograms ([`recorder`]): memory is fixed however long the run.
-//! * The server's `/metrics` is scraped every second ([`scrape`], [`promtext`]): RSS,
-//!   jemalloc, arena chunks by state, cache bytes, as a per-second series.
+//! * The server's `/metrics` is scraped every second ([`scrape`]; the text is read by the
+//!   `allockit-probe` crate, which owns the metric contract): RSS, jemalloc, arena chunks
+//!   by state, cache bytes, as a per-second series.
 //! * Output: a summary table, JSON, CSV, charts ([`report`], [`plot`]); loadgen's own
 //!   Prometheus metrics ([`exporter`]); live progress ([`progress`]).
 //! * [`demo`] starts the allockit server in both lifetime modes and compares them;
@@ -22,9 +23,10 @@
 //! | [`recorder`] | histograms and outcome counts |
 //! | [`workload`] | the `POST /v1/events` bodies, reproducible by seed |
 //! | [`http`] | target URLs and HTTP/1.1 client connections |
-//! | [`scrape`], [`promtext`] | reading the server's Prometheus metrics |
+//! | [`scrape`] | fetching the server's Prometheus metrics (read by `allockit_probe`) |
 //! | [`report`], [`plot`], [`progress`] | what the user sees |
 //! | [`exporter`] | loadgen's own metrics |
+//! | [`supervisor`] | starting, watching and stopping allockit-server children |
 //! | [`demo`] | the two-mode server comparison |
 //! | [`soak`] | the long-run memory checks of both modes, with a verdict |
 //! | [`cli`] | the command line |
@@ -53,13 +55,7 @@
 //! println!("{}", report.render_summary());
 //! # Ok(()) }
 //! ```
-//!
-//! The Prometheus parser stands alone:
-//!
-//! ```
-//! let exposition = loadgen::promtext::parse("allockit_arena_chunks{state=\"pinned\"} 12\n");
-//! assert_eq!(exposition.sum("allockit_arena_chunks", &[("state", "pinned")]), Some(12.0));
-//! ```
+
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -70,12 +66,12 @@ pub mod exporter;
 pub mod http;
 pub mod plot;
 pub mod progress;
-pub mod promtext;
 pub mod recorder;
 pub mod report;
 pub mod run;
 pub mod scrape;
 pub mod soak;
+pub mod supervisor;
 pub mod timetable;
 pub mod units;
 pub mod workload;

@@ -19,7 +19,10 @@ fn main() -> ExitCode {
         }
         Err(error) => {
             eprintln!("loadgen: error: {error:#}");
-            ExitCode::FAILURE
+            // A flag value refused after parsing is as much a bad command line as one clap
+            // refused itself (exit status 2, see `loadgen --help`).
+            let usage = error.downcast_ref::<loadgen::Error>().is_some_and(loadgen::Error::is_usage);
+            ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }

@@ -30,7 +30,7 @@ const COLORS: [RGBColor; 6] = [
 /// One line: `(seconds, value)` points.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Curve {
-    /// Legend text.
+    /// Legend text (the mode or the series name).
     pub label: String,
     /// Points in time order.
     pub points: Vec<(f64, f64)>,
@@ -41,7 +41,7 @@ pub struct Curve {
 pub struct Panel {
     /// Caption above the panel.
     pub title: String,
-    /// Y axis description.
+    /// Y axis description, with the unit (`MiB`, `ms`).
     pub y_label: String,
     /// The lines; empty ones are skipped.
     pub curves: Vec<Curve>,

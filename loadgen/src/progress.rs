@@ -51,7 +51,7 @@ pub struct Status {
     pub elapsed_s: f64,
     /// Responses per second in the last interval.
     pub achieved_rps: f64,
-    /// The scheduled rate.
+    /// `--rps`, shown beside the achieved rate.
     pub target_rps: f64,
     /// Corrected p99 of the measured window so far.
     pub p99_ms: Option<f64>,
@@ -64,7 +64,7 @@ pub struct Status {
 }
 
 impl Status {
-    /// The one-line message.
+    /// The one-line message the progress bar shows beside the elapsed time.
     pub fn message(&self) -> String {
         format!(
             "{:.0}/{:.0} rps  p99 {}  errors {}  late {}  server RSS {}",

@@ -48,7 +48,7 @@ pub enum Failure {
 pub enum Outcome {
     /// A complete HTTP response with this status.
     Response(u16),
-    /// No response.
+    /// No complete response; the failure says where it broke.
     Failed(Failure),
 }
 
@@ -101,7 +101,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// Counts one outcome.
+    /// Counts one outcome (allocates only the first time a status is seen).
     pub fn count(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Response(status) if (200..300).contains(&status) => self.ok += 1,
@@ -130,7 +130,7 @@ impl Tally {
         self.statuses.values().sum::<u64>() + self.failed()
     }
 
-    /// Every request counted.
+    /// Every request counted: responses of any status plus failures.
     pub fn total(&self) -> u64 {
         self.responses() + self.failed()
     }
@@ -167,7 +167,8 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Empty statistics.
+    /// Empty statistics: three histograms of 1 µs to 1 h at 3 significant digits (about
+    /// 370 KB together).
     pub fn new() -> Result<Self, Error> {
         let histogram = || {
             Histogram::new_with_bounds(1, HIGHEST_MICROS, SIGNIFICANT_DIGITS)
@@ -238,7 +239,8 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// An empty recorder.
+    /// An empty recorder: one [`Stats`] for the current interval, one for the measured
+    /// window.
     pub fn new() -> Result<Self, Error> {
         Ok(Self { interval: Stats::new()?, measured: Stats::new()? })
     }
@@ -270,11 +272,11 @@ impl Recorder {
 /// Percentiles of one histogram, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct LatencySummary {
-    /// Values recorded.
+    /// Latencies in the histogram (one per response).
     pub count: u64,
-    /// Arithmetic mean.
+    /// Arithmetic mean: pulled up by the tail, so read it beside the median.
     pub mean_ms: f64,
-    /// Median.
+    /// Median: half the responses took longer.
     pub p50_ms: f64,
     /// 90th percentile.
     pub p90_ms: f64,
@@ -282,7 +284,7 @@ pub struct LatencySummary {
     pub p99_ms: f64,
     /// 99.9th percentile.
     pub p999_ms: f64,
-    /// Largest value.
+    /// Largest value (HdrHistogram's 3 significant digits: within 0.1 %).
     pub max_ms: f64,
 }
 

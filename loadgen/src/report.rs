@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::io::Write as _;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -27,7 +28,7 @@ pub enum Phase {
     Start,
     /// Warm-up, excluded from the totals.
     Warmup,
-    /// The measured window.
+    /// The measured window: its requests make the totals and percentiles.
     Measure,
     /// After the schedule ended, while the last responses arrive.
     Drain,
@@ -43,6 +44,19 @@ impl Phase {
             Phase::Drain => "drain",
         }
     }
+
+    /// The phase of the interval that starts `start` after the schedule's start, in a run
+    /// whose warm-up lasts `warmup` and whose schedule ends at `end`: the phase its first
+    /// instant belongs to (an interval ending exactly as the warm-up ends is warm-up).
+    pub fn of_interval(start: Duration, warmup: Duration, end: Duration) -> Phase {
+        if start < warmup {
+            Phase::Warmup
+        } else if start < end {
+            Phase::Measure
+        } else {
+            Phase::Drain
+        }
+    }
 }
 
 /// One second of the run (the last row may cover less; after a day, rows cover more: see
@@ -53,7 +67,7 @@ pub struct SeriesRow {
     pub elapsed_s: f64,
     /// Seconds the row covers.
     pub interval_s: f64,
-    /// The phase at the end of the interval.
+    /// The phase at the start of the interval.
     pub phase: Phase,
     /// Responses received in the interval.
     pub responses: u64,
@@ -75,6 +89,28 @@ pub struct SeriesRow {
     pub awaiting_response: u64,
     /// The server's figures scraped at the end of the interval.
     pub server: ServerSample,
+}
+
+impl SeriesRow {
+    /// The row before any request: the server's baseline `server` at second 0, nothing
+    /// sent or received.
+    pub fn start(server: ServerSample) -> Self {
+        SeriesRow {
+            elapsed_s: 0.0,
+            interval_s: 0.0,
+            phase: Phase::Start,
+            responses: 0,
+            errors: 0,
+            achieved_rps: 0.0,
+            p50_ms: None,
+            p99_ms: None,
+            max_ms: None,
+            service_p99_ms: None,
+            backlog: 0,
+            awaiting_response: 0,
+            server,
+        }
+    }
 }
 
 /// The per-second series with bounded memory: once it holds `limit` rows, adjacent rows are
@@ -103,7 +139,7 @@ impl Series {
         Self { rows: Vec::new(), limit: limit.max(2), rows_per_row: 1, pending: None }
     }
 
-    /// Appends one row.
+    /// Appends one row, merging the oldest pairs of rows once the series is at its limit.
     pub fn push(&mut self, row: SeriesRow) {
         let (merged, count) = match self.pending.take() {
             Some((pending, count)) => (merge_rows(&pending, &row), count + 1),
@@ -158,7 +194,7 @@ fn merge_rows(earlier: &SeriesRow, later: &SeriesRow) -> SeriesRow {
     SeriesRow {
         elapsed_s: later.elapsed_s,
         interval_s,
-        phase: later.phase,
+        phase: earlier.phase,
         responses,
         errors: earlier.errors + later.errors,
         achieved_rps: if interval_s > 0.0 { responses as f64 / interval_s } else { 0.0 },
@@ -205,7 +241,7 @@ pub struct ErrorCounts {
 }
 
 impl ErrorCounts {
-    /// Every error.
+    /// Every error: non-2xx responses and requests without a response.
     pub fn total(&self) -> u64 {
         self.by_status.values().sum::<u64>() + self.connect + self.io + self.timeout
     }
@@ -216,9 +252,9 @@ impl ErrorCounts {
 pub struct RunReport {
     /// A name for the run (the demo's mode; empty otherwise).
     pub label: String,
-    /// Method sent.
+    /// HTTP method of every request (`POST` unless `--method`).
     pub method: String,
-    /// URL sent to.
+    /// Full URL every request went to, the path included.
     pub url: String,
     /// The body workload, if requests carry one.
     pub workload: Option<WorkloadSpec>,
@@ -238,9 +274,9 @@ pub struct RunReport {
     pub measured_s: f64,
     /// Whether the run was stopped early.
     pub interrupted: bool,
-    /// Request counts.
+    /// What the schedule asked for and what happened to it, measured window only.
     pub requests: RequestCounts,
-    /// Error counts.
+    /// Failed requests by cause, measured window only.
     pub errors: ErrorCounts,
     /// Responses per second over the measured window.
     pub achieved_rps: f64,
@@ -266,6 +302,25 @@ impl RunReport {
         if self.requests.scheduled == 0 { 0.0 } else { failed as f64 / self.requests.scheduled as f64 }
     }
 
+    /// The share of sent requests that left after their intended time. Zero when nothing
+    /// was sent.
+    pub fn late_share(&self) -> f64 {
+        if self.requests.attempted == 0 {
+            0.0
+        } else {
+            self.requests.late as f64 / self.requests.attempted as f64
+        }
+    }
+
+    /// Whether the generator fell behind its own schedule: more than a tenth of the scheduled
+    /// requests never left, or most of those sent left late. The run then measured how far
+    /// behind loadgen (or the server) fell, not the server at the target rate.
+    pub fn could_not_keep_up(&self) -> bool {
+        let scheduled = self.requests.scheduled as f64;
+        self.requests.scheduled > 0
+            && (self.requests.unsent as f64 > 0.1 * scheduled || self.late_share() > 0.5)
+    }
+
     /// The first scrape that returned the server's RSS (the baseline before load).
     pub fn server_at_start(&self) -> Option<&ServerSample> {
         self.series.iter().map(|row| &row.server).find(|server| server.rss_bytes.is_some())
@@ -279,13 +334,6 @@ impl RunReport {
     /// The summary table printed at the end of a run.
     pub fn render_summary(&self) -> String {
         let mut out = String::new();
-        let percent = |part: u64| {
-            if self.requests.scheduled == 0 {
-                0.0
-            } else {
-                100.0 * part as f64 / self.requests.scheduled as f64
-            }
-        };
         let label = if self.label.is_empty() { String::new() } else { format!("[{}] ", self.label) };
         let _ = writeln!(
             out,
@@ -314,9 +362,9 @@ impl RunReport {
         let _ = writeln!(out, "  errors     {}", self.describe_errors());
         let _ = writeln!(
             out,
-            "  schedule   {} late ({:.2}%), {} skipped at --max-in-flight, {} never sent",
+            "  schedule   {} late ({:.2}% of sent), {} skipped at --max-in-flight, {} never sent",
             self.requests.late,
-            percent(self.requests.late),
+            100.0 * self.late_share(),
             self.requests.skipped,
             self.requests.unsent
         );
@@ -395,12 +443,23 @@ impl RunReport {
 
     fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        let scheduled = self.requests.scheduled.max(1) as f64;
-        if self.requests.late as f64 / scheduled > 0.01 {
+        if self.could_not_keep_up() {
+            notes.push(format!(
+                "loadgen could not keep up with --rps {:.1}: it sent {} of {} scheduled requests \
+                 ({:.1}/s), {:.1}% of them late; the latencies measure the backlog, not the server \
+                 at that rate (the server or loadgen itself is saturated: lower --rps, or raise \
+                 --connections)",
+                self.target_rps,
+                self.requests.attempted,
+                self.requests.scheduled,
+                self.requests.attempted as f64 / self.measured_s.max(f64::MIN_POSITIVE),
+                100.0 * self.late_share(),
+            ));
+        } else if self.late_share() > 0.01 {
             notes.push(format!(
                 "{:.1}% of sends were late: every connection was busy when they were due \
                  (raise --connections, or the server is saturated)",
-                100.0 * self.requests.late as f64 / scheduled
+                100.0 * self.late_share()
             ));
         }
         if self.requests.unsent > 0 {
@@ -426,13 +485,41 @@ impl RunReport {
     }
 }
 
+/// The CSV columns of the server's figures, in the order of [`server_values`].
+pub const SERVER_COLUMNS: [&str; 9] = [
+    "server_rss_bytes",
+    "jemalloc_allocated_bytes",
+    "jemalloc_resident_bytes",
+    "arena_chunks_in_use",
+    "arena_chunks_idle",
+    "arena_chunks_pinned",
+    "arena_committed_bytes",
+    "cache_bytes",
+    "cache_entries",
+];
+
+/// A sample's figures in [`SERVER_COLUMNS`] order.
+pub fn server_values(server: &ServerSample) -> [Option<f64>; 9] {
+    [
+        server.rss_bytes,
+        server.jemalloc_allocated_bytes,
+        server.jemalloc_resident_bytes,
+        server.arena_chunks_in_use,
+        server.arena_chunks_idle,
+        server.arena_chunks_pinned,
+        server.arena_committed_bytes,
+        server.cache_bytes,
+        server.cache_entries,
+    ]
+}
+
 /// The series as CSV text, one header line then one line per row.
 pub fn render_csv(series: &[SeriesRow]) -> String {
     let mut out = String::from(
         "elapsed_s,interval_s,phase,responses,errors,achieved_rps,p50_ms,p99_ms,max_ms,service_p99_ms,backlog,\
          awaiting_response",
     );
-    for column in ServerSample::COLUMNS {
+    for column in SERVER_COLUMNS {
         out.push(',');
         out.push_str(column);
     }
@@ -455,7 +542,7 @@ pub fn render_csv(series: &[SeriesRow]) -> String {
             row.backlog,
             row.awaiting_response
         );
-        for value in row.server.values() {
+        for value in server_values(&row.server) {
             out.push(',');
             out.push_str(&cell(value));
         }
@@ -473,7 +560,7 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
 
 /// Writes `bytes` to `path`, naming the file in any error.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let file_error = |source| Error::File { path: path.to_owned(), source };
+    let file_error = |cause| Error::File { path: path.to_owned(), cause };
     let mut file = fs::File::create(path).map_err(file_error)?;
     file.write_all(bytes).map_err(file_error)?;
     file.flush().map_err(file_error)

@@ -64,7 +64,7 @@ const TIMER_LEAD: Duration = Duration::from_millis(1);
 /// overflowing an `Instant`.
 const MAX_RUN: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// What requests carry.
+/// The request body: a generated batch, or none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestBody {
     /// A generated `POST /v1/events` batch.
@@ -80,15 +80,15 @@ pub struct RunConfig {
     pub label: String,
     /// Where requests go (the path included).
     pub target: Target,
-    /// The method sent.
+    /// The method of every request.
     pub method: Method,
-    /// The body sent.
+    /// What every request carries; a workload is rendered per request from its seed.
     pub body: RequestBody,
     /// Scheduled requests per second.
     pub rps: f64,
     /// Time before the measured window; its requests are sent but excluded.
     pub warmup: Duration,
-    /// The measured window.
+    /// Length of the measured window, after the warm-up.
     pub duration: Duration,
     /// Keep-alive connections.
     pub connections: usize,
@@ -166,6 +166,7 @@ pub async fn run_load(config: &RunConfig, hooks: RunHooks) -> Result<RunReport, 
         awaiting_response: AtomicU64::new(0),
         shards: shards.collect::<Result<_, _>>()?,
         template,
+        target: config.target.clone(),
         addr,
         timeout: config.timeout,
         metrics: hooks.metrics.clone(),
@@ -216,13 +217,15 @@ pub async fn run_load(config: &RunConfig, hooks: RunHooks) -> Result<RunReport, 
 async fn open_connections(config: &RunConfig, addr: SocketAddr) -> Result<Vec<ClientConnection>, Error> {
     let mut connecting = JoinSet::new();
     for _ in 0..config.connections {
-        connecting.spawn(ClientConnection::open(addr, config.timeout));
+        let target = config.target.clone();
+        let timeout = config.timeout;
+        connecting.spawn(async move { ClientConnection::open(&target, addr, timeout).await });
     }
     let mut connections = Vec::with_capacity(config.connections);
     while let Some(joined) = connecting.join_next().await {
         match joined {
             Ok(Ok(connection)) => connections.push(connection),
-            Ok(Err(error)) => return Err(error.into_error(&config.target, addr)),
+            Ok(Err(error)) => return Err(error),
             Err(error) => return Err(Error::TaskFailed(format!("connecting: {error}"))),
         }
     }
@@ -289,6 +292,8 @@ struct Engine {
     awaiting_response: AtomicU64,
     shards: Vec<Mutex<Recorder>>,
     template: RequestTemplate,
+    /// Where requests go; its URL names the target in connection errors.
+    target: Target,
     addr: SocketAddr,
     timeout: Duration,
     metrics: Option<Arc<OwnMetrics>>,
@@ -327,7 +332,7 @@ impl Engine {
         }
         let open = match connection {
             Some(open) => open,
-            None => match ClientConnection::open(self.addr, self.timeout).await {
+            None => match ClientConnection::open(&self.target, self.addr, self.timeout).await {
                 Ok(opened) => connection.insert(opened),
                 Err(_) => {
                     let now = Instant::now();
@@ -384,7 +389,8 @@ async fn drive_connection(
     }
 }
 
-/// The once-a-second collector.
+/// The once-a-second collector: drains the shards into a series row, scrapes the server,
+/// and updates the progress bar.
 struct Sampler<'a> {
     engine: &'a Engine,
     config: &'a RunConfig,
@@ -414,21 +420,7 @@ impl<'a> Sampler<'a> {
         progress: Option<ProgressBar>,
         baseline: ServerSample,
     ) -> Result<Self, Error> {
-        let start_row = SeriesRow {
-            elapsed_s: 0.0,
-            interval_s: 0.0,
-            phase: Phase::Start,
-            responses: 0,
-            errors: 0,
-            achieved_rps: 0.0,
-            p50_ms: None,
-            p99_ms: None,
-            max_ms: None,
-            service_p99_ms: None,
-            backlog: 0,
-            awaiting_response: 0,
-            server: baseline,
-        };
+        let start_row = SeriesRow::start(baseline);
         Ok(Self {
             engine,
             config,
@@ -480,20 +472,17 @@ impl<'a> Sampler<'a> {
             Some(scraper) => scraper.scrape().await,
             None => ServerSample::default(),
         };
-        let seconds = elapsed.saturating_sub(self.previous_elapsed).as_secs_f64();
+        // The interval runs from the previous tick to this one; it is labelled by the phase
+        // its first instant belongs to, so the warm-up's last second reads `warmup`.
+        let interval_start = self.previous_elapsed;
+        let seconds = elapsed.saturating_sub(interval_start).as_secs_f64();
         self.previous_elapsed = elapsed;
         let corrected = LatencySummary::of(&self.interval.corrected);
         let tally = &self.interval.tally;
         let row = SeriesRow {
             elapsed_s: elapsed.as_secs_f64(),
             interval_s: seconds,
-            phase: if elapsed < self.config.warmup {
-                Phase::Warmup
-            } else if elapsed <= end {
-                Phase::Measure
-            } else {
-                Phase::Drain
-            },
+            phase: Phase::of_interval(interval_start, self.config.warmup, end),
             responses: tally.responses(),
             errors: tally.errors(),
             achieved_rps: if seconds > 0.0 { tally.responses() as f64 / seconds } else { 0.0 },

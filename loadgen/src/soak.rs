@@ -31,14 +31,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::HOST;
-use hyper::{Method, Request};
+use allockit_probe::Trend;
+use hyper::Method;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::demo::{MODES, Mode, SHUTDOWN_GRACE, ServerProcess, ShutdownOutcome, locate_server_binary};
 use crate::error::Error;
 use crate::http::{BodyUse, ClientConnection, Target};
 use crate::plot;
@@ -46,6 +43,7 @@ use crate::progress;
 use crate::report::{self, RunReport, SeriesRow, mebibytes};
 use crate::run::{RunConfig, RunHooks, run_load};
 use crate::scrape::{Scraper, ServerSample};
+use crate::supervisor::{MODES, Mode, SHUTDOWN_GRACE, ServerProcess, ShutdownOutcome, locate_server_binary};
 use crate::workload::WorkloadSpec;
 
 /// How long a server may take, once the load stops (or after the cache clear), to reach the
@@ -101,7 +99,7 @@ pub struct SoakConfig {
     pub timeout: Duration,
     /// The workload (the same seed for both).
     pub workload: WorkloadSpec,
-    /// The verdict's thresholds.
+    /// The limits the checks apply: slope, growth ratio, warm-up share.
     pub limits: SoakLimits,
     /// Where the report, chart and logs go.
     pub out_dir: PathBuf,
@@ -114,27 +112,12 @@ pub struct SoakConfig {
 pub struct RssTrend {
     /// Where the fit starts, seconds into the run.
     pub from_s: f64,
-    /// Samples fitted.
+    /// RSS samples after the warm-up that the line was fitted to (one a second).
     pub samples: usize,
     /// Least-squares slope, bytes per minute.
     pub slope_bytes_per_min: f64,
     /// Mean RSS over the fitted samples, bytes.
     pub mean_bytes: f64,
-}
-
-/// The least-squares slope of `points` (x, y): `None` for fewer than two points or when
-/// every x is the same. O(n).
-pub fn least_squares_slope(points: &[(f64, f64)]) -> Option<f64> {
-    if points.len() < 2 {
-        return None;
-    }
-    let n = points.len() as f64;
-    let mean_x = points.iter().map(|(x, _)| x).sum::<f64>() / n;
-    let mean_y = points.iter().map(|(_, y)| y).sum::<f64>() / n;
-    let (covariance, variance) = points.iter().fold((0.0, 0.0), |(cov, var), (x, y)| {
-        (cov + (x - mean_x) * (y - mean_y), var + (x - mean_x) * (x - mean_x))
-    });
-    (variance > 0.0).then(|| covariance / variance)
 }
 
 /// Fits RSS over the rows at or after `from_s` seconds; `None` with fewer than
@@ -148,7 +131,7 @@ pub fn rss_trend(series: &[SeriesRow], from_s: f64) -> Option<RssTrend> {
     if points.len() < MIN_FIT_SAMPLES {
         return None;
     }
-    let slope = least_squares_slope(&points)?;
+    let slope = Trend::fit(&points)?.slope;
     Some(RssTrend {
         from_s,
         samples: points.len(),
@@ -160,13 +143,13 @@ pub fn rss_trend(series: &[SeriesRow], from_s: f64) -> Option<RssTrend> {
 /// One server's figures in the soak.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModeOutcome {
-    /// Mode name.
+    /// The mode's name in [`crate::supervisor::MODES`] (`segregated`, `broken-lifetimes`).
     pub mode: String,
     /// Server flags of the mode.
     pub server_args: Vec<String>,
-    /// Responses per second.
+    /// Responses per second over the run, whatever their status.
     pub achieved_rps: f64,
-    /// Requests scheduled.
+    /// Requests the timetable placed in the run (`--rps` × `--duration`).
     pub scheduled: u64,
     /// Errors, skipped and unsent requests over scheduled.
     pub error_rate: f64,
@@ -196,9 +179,9 @@ impl ModeOutcome {
 /// One check of the verdict.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Check {
-    /// What is checked.
+    /// The check, as the table and the exit-status-3 message name it.
     pub name: String,
-    /// Whether it held.
+    /// Whether the figures met the limit.
     pub passed: bool,
     /// The figures it was decided on.
     pub detail: String,
@@ -327,7 +310,8 @@ pub fn evaluate(
     checks
 }
 
-/// The soak's result.
+/// The soak's result, written to `report.json`: both servers' figures and the checks
+/// decided on them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SoakReport {
     /// The server binary run.
@@ -340,11 +324,11 @@ pub struct SoakReport {
     pub rps: f64,
     /// Seconds each server was driven.
     pub duration_s: f64,
-    /// Connections per server.
+    /// Keep-alive connections per server (also the most chunks an idle server may hold).
     pub connections: usize,
-    /// The workload.
+    /// The batches both servers received: the same seed, so the same bytes.
     pub workload: WorkloadSpec,
-    /// The thresholds.
+    /// The limits the checks applied (from the command line).
     pub limits: SoakLimits,
     /// Whether the run was stopped early (which fails the soak).
     pub interrupted: bool,
@@ -410,7 +394,7 @@ pub async fn run_soak(config: &SoakConfig, stop: Option<watch::Receiver<bool>>) 
     validate(config)?;
     let binary = locate_server_binary(config.server_bin.as_deref())?;
     std::fs::create_dir_all(&config.out_dir)
-        .map_err(|source| Error::File { path: config.out_dir.clone(), source })?;
+        .map_err(|cause| Error::File { path: config.out_dir.clone(), cause })?;
     let mut servers = Vec::with_capacity(MODES.len());
     for mode in &MODES {
         let log = config.out_dir.join(format!("server-{}.log", mode.name));
@@ -532,18 +516,8 @@ async fn settle(
 async fn clear_cache(admin: SocketAddr) -> Result<bool, Error> {
     let target = Target::parse("--server-bin", &format!("http://{admin}/admin/cache/clear"))?;
     let timeout = Duration::from_secs(5);
-    let mut connection =
-        ClientConnection::open(admin, timeout).await.map_err(|error| error.into_error(&target, admin))?;
-    let mut request = Request::new(Full::new(Bytes::new()));
-    *request.method_mut() = Method::POST;
-    *request.uri_mut() = target.path.parse().map_err(|_| Error::InvalidUrl {
-        flag: "--server-bin",
-        url: target.url.clone(),
-        message: "bad admin path".to_owned(),
-    })?;
-    if let Ok(host) = target.authority.parse() {
-        request.headers_mut().insert(HOST, host);
-    }
+    let mut connection = ClientConnection::open(&target, admin, timeout).await?;
+    let request = target.request(Method::POST)?;
     match tokio::time::timeout(timeout, connection.exchange(request, BodyUse::Keep(64 * 1024))).await {
         Ok(Ok((status, _))) => Ok(status == 200),
         Ok(Err(_)) | Err(_) => Ok(false),
@@ -560,27 +534,8 @@ mod tests {
             elapsed_s,
             interval_s: 1.0,
             phase: Phase::Measure,
-            responses: 0,
-            errors: 0,
-            achieved_rps: 0.0,
-            p50_ms: None,
-            p99_ms: None,
-            max_ms: None,
-            service_p99_ms: None,
-            backlog: 0,
-            awaiting_response: 0,
-            server: ServerSample { rss_bytes: Some(rss), ..ServerSample::default() },
+            ..SeriesRow::start(ServerSample { rss_bytes: Some(rss), ..ServerSample::default() })
         }
-    }
-
-    #[test]
-    fn the_slope_of_a_line_is_its_gradient_and_a_flat_line_has_none() {
-        let line: Vec<(f64, f64)> = (0..50).map(|x| (x as f64, 3.0 * x as f64 + 7.0)).collect();
-        assert!((least_squares_slope(&line).unwrap() - 3.0).abs() < 1e-9);
-        let flat: Vec<(f64, f64)> = (0..50).map(|x| (x as f64, 42.0)).collect();
-        assert_eq!(least_squares_slope(&flat), Some(0.0));
-        assert_eq!(least_squares_slope(&[(1.0, 2.0)]), None);
-        assert_eq!(least_squares_slope(&[(1.0, 2.0), (1.0, 5.0)]), None);
     }
 
     #[test]

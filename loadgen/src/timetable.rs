@@ -47,7 +47,7 @@ pub enum Claim {
 /// Counts kept apart for the warm-up and the measured window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PhaseCounts {
-    /// In the warm-up.
+    /// Requests due during the warm-up (sent, but excluded from the results).
     pub warmup: u64,
     /// In the measured window.
     pub measured: u64,

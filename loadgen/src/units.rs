@@ -65,7 +65,7 @@ pub fn parse_fraction(text: &str) -> Result<f64, String> {
 /// inclusive). Values are drawn uniformly from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct IntRange {
-    /// The smallest value.
+    /// The smallest value (inclusive).
     pub min: u64,
     /// The largest value (inclusive).
     pub max: u64,

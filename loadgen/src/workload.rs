@@ -29,9 +29,9 @@ pub struct WorkloadSpec {
     /// Distinct user ids drawn uniformly (the server caches one profile per user, so this
     /// sets the cache-miss rate).
     pub users: u64,
-    /// Events per batch.
+    /// Events per batch (the body size follows it).
     pub events: IntRange,
-    /// Tags per event.
+    /// Tags per event (each one a small string the server copies into its arena).
     pub tags: IntRange,
     /// Length of each generated string (path segment, tag).
     pub string_len: IntRange,

@@ -26,6 +26,99 @@ async fn an_unreachable_target_exits_1_with_a_clear_message() {
     let message = stderr(&output);
     assert!(message.contains(&format!("cannot connect to http://{addr}/v1/events")), "{message}");
     assert!(message.contains("is the server running?"), "{message}");
+    assert_eq!(message.matches("os error").count(), 1, "the OS error is said once: {message}");
+}
+
+#[tokio::test]
+async fn malformed_urls_and_a_zero_duration_are_bad_command_lines_exiting_2() {
+    for (args, expected) in [
+        (["--rps", "10", "htp:/x"], "URL: "),
+        (["--rps", "10", "127.0.0.1:8080"], "URL: missing http://"),
+        (["--rps", "10", "http://127.0.0.1:1 x"], "URL: not a URL"),
+    ] {
+        let output = loadgen(&args).await;
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains(expected), "{args:?}: {}", stderr(&output));
+    }
+    let output = loadgen(&["--rps", "10", "--duration", "0s", "http://127.0.0.1:1"]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--duration: "), "{}", stderr(&output));
+    let output = loadgen(&["--rps", "10", "--metrics-url", "localhost:9090", "http://127.0.0.1:1"]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--metrics-url: missing http://"), "{}", stderr(&output));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_where_every_request_failed_exits_3_unless_the_error_budget_is_lifted() {
+    let server = TestServer::start(Behaviour::Status(|_| 500), None).await;
+    let url = server.url();
+    let failed = loadgen(&["--rps", "20", "--duration", "1s", "--no-scrape", &url]).await;
+    assert_eq!(failed.status.code(), Some(3), "{}", stderr(&failed));
+    assert!(stderr(&failed).contains("exceeds --max-error-rate 1.000%"), "{}", stderr(&failed));
+    let lifted =
+        loadgen(&["--rps", "20", "--duration", "1s", "--no-scrape", "--max-error-rate", "100%", &url]).await;
+    assert_eq!(lifted.status.code(), Some(0), "{}", stderr(&lifted));
+    assert!(String::from_utf8_lossy(&lifted.stdout).contains("HTTP 500 ×20"), "{lifted:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_server_dies_midway_exits_3() {
+    let server = TestServer::start(Behaviour::VanishAfter(30), None).await;
+    let output =
+        loadgen(&["--rps", "40", "--duration", "2s", "--connections", "2", "--no-scrape", &server.url()])
+            .await;
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(stderr(&output).contains("exceeds --max-error-rate 1.000%"), "{}", stderr(&output));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_the_generator_cannot_keep_up_with_is_reported_plainly() {
+    let server = TestServer::start(Behaviour::Immediate, None).await;
+    let output = loadgen(&[
+        "--rps",
+        "1e9",
+        "--duration",
+        "1s",
+        "--connections",
+        "2",
+        "--no-scrape",
+        "--max-error-rate",
+        "100%",
+        &server.url(),
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("note: loadgen could not keep up with --rps 1000000000.0"), "{stdout}");
+    let late_share = stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("schedule"))
+        .and_then(|line| line.split_once(" late (")?.1.split_once("% of sent)"))
+        .map(|(percent, _)| percent.parse::<f64>().unwrap())
+        .unwrap_or_else(|| panic!("no late share of sent requests in {stdout}"));
+    assert!(late_share > 50.0, "the late share counts sent requests, not scheduled ones: {stdout}");
+}
+
+#[tokio::test]
+async fn the_demo_accepts_out_twice_as_scripts_demo_passes_it_taking_the_last() {
+    let directory = scratch_dir("demo-out");
+    let out = directory.join("chosen");
+    let output = loadgen(&[
+        "demo",
+        "--out",
+        "reports/demo",
+        "--out",
+        out.to_str().unwrap(),
+        "--server-bin",
+        "no/such/allockit-server",
+        "--duration",
+        "1s",
+    ])
+    .await;
+    // Past the command line: the run itself fails on the missing server binary.
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("cannot find the server binary"), "{}", stderr(&output));
+    std::fs::remove_dir_all(&directory).unwrap();
 }
 
 #[tokio::test]
@@ -34,7 +127,7 @@ async fn bad_flags_exit_2_naming_the_flag() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--rps"), "{}", stderr(&output));
     let output = loadgen(&["--rps", "5", "--plot", "chart.bmp", "http://127.0.0.1:1"]).await;
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--plot: chart.bmp must end in .png or .svg"), "{}", stderr(&output));
 }
 

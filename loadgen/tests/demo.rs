@@ -8,10 +8,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use loadgen::Error;
-use loadgen::demo::{DemoReport, MODES, ModeSummary, ServerProcess, ShutdownOutcome, locate_server_binary};
+use loadgen::demo::{DemoReport, ModeSummary};
 use loadgen::http::Target;
 use loadgen::report::RunReport;
 use loadgen::run::{RunHooks, run_load};
+use loadgen::supervisor::{MODES, ServerProcess, ShutdownOutcome, locate_server_binary};
 use loadgen::workload::WorkloadSpec;
 use support::{Behaviour, TestServer, config, scratch_dir};
 

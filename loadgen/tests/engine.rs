@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use loadgen::Error;
+use loadgen::report::Phase;
 use loadgen::run::{RunHooks, run_load};
 use support::{Behaviour, TestServer, config};
 use tokio::sync::watch;
@@ -147,4 +148,22 @@ async fn connections_the_server_closes_are_reopened_without_counting_errors() {
         assert_eq!(report.requests.ok, rps as u64, "{}", report.render_summary());
         assert_eq!(report.errors.total(), 0, "{}", report.render_summary());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_series_labels_each_second_by_the_phase_it_starts_in() {
+    let server = TestServer::start(Behaviour::Immediate, None).await;
+    let mut run = config(&server, 50.0, Duration::from_secs(2), 2);
+    run.warmup = Duration::from_secs(1);
+    let report = run_load(&run, RunHooks::default()).await.unwrap();
+    let phases: Vec<(f64, Phase)> = report.series.iter().map(|row| (row.elapsed_s, row.phase)).collect();
+    // The first second after the start row is the warm-up; it ends a little after 1 s (the
+    // sampler's tick), which must not make it a measured second.
+    assert_eq!(phases[0].1, Phase::Start, "{phases:?}");
+    assert_eq!(phases[1].1, Phase::Warmup, "{phases:?}");
+    assert_eq!(phases.iter().filter(|(_, phase)| *phase == Phase::Warmup).count(), 1, "{phases:?}");
+    assert!(phases.iter().any(|(_, phase)| *phase == Phase::Measure), "{phases:?}");
+    let warmup_responses: u64 =
+        report.series.iter().filter(|row| row.phase == Phase::Warmup).map(|row| row.responses).sum();
+    assert!(warmup_responses >= 25, "the warm-up row holds the warm-up's responses: {phases:?}");
 }

@@ -118,11 +118,11 @@ async fn own_metrics_count_the_run_and_pass_promtool() {
     let report = run_load(&config(&server, 100.0, Duration::from_secs(1), 2), hooks).await.unwrap();
 
     let target = Target::parse("URL", &format!("http://{addr}/metrics")).unwrap();
-    let mut connection = ClientConnection::open(addr, Duration::from_secs(1)).await.unwrap();
+    let mut connection = ClientConnection::open(&target, addr, Duration::from_secs(1)).await.unwrap();
     let (status, body) = connection.get(&target, 1 << 20).await.unwrap();
     assert_eq!(status, 200);
     let text = String::from_utf8(body.to_vec()).unwrap();
-    let exposition = loadgen::promtext::parse(&text);
+    let exposition = allockit_probe::exposition::parse(&text);
     let outcome = |name| exposition.sum("loadgen_requests_total", &[("outcome", name)]);
     assert_eq!(outcome("ok"), Some(report.requests.ok as f64));
     assert_eq!(outcome("http_error"), Some(10.0));

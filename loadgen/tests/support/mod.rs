@@ -4,7 +4,6 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +34,10 @@ pub enum Behaviour {
     Status(fn(u64) -> u16),
     /// Answers 200 with `Connection: close`, so every connection carries one request.
     CloseEach,
+    /// Answers 200 to the first `after` requests, then behaves like a killed server: later
+    /// requests lose their connection without a response, and new connections are closed
+    /// as soon as they are accepted.
+    VanishAfter(u64),
 }
 
 /// A running test server.
@@ -61,6 +64,11 @@ impl TestServer {
         let task = tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
+                if let Behaviour::VanishAfter(after) = behaviour
+                    && state.0.load(Ordering::SeqCst) >= after
+                {
+                    continue;
+                }
                 stream.set_nodelay(true).unwrap();
                 let state = state.clone();
                 tokio::spawn(async move {
@@ -101,7 +109,7 @@ async fn answer(
     received: Arc<AtomicU64>,
     arrivals: Arc<Mutex<Vec<Instant>>>,
     stall_until: Arc<Mutex<Option<Instant>>>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
     if request.uri().path() == "/metrics" {
         return Ok(match metrics {
             Some(text) => Response::new(Full::new(Bytes::from_static(text.as_bytes()))),
@@ -132,6 +140,11 @@ async fn answer(
             200
         }
         Behaviour::Status(status_of) => status_of(number),
+        Behaviour::VanishAfter(after) if number > after => {
+            // An error from the service makes hyper drop the connection unanswered.
+            return Err(std::io::Error::other("the server is gone"));
+        }
+        Behaviour::VanishAfter(_) => 200,
         Behaviour::CloseEach => {
             let mut response = respond(200);
             response.headers_mut().insert(hyper::header::CONNECTION, "close".parse().unwrap());

@@ -15,24 +15,24 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use allockit_probe::{ServerSample, http, metrics};
+
+use super::services::{CodeFix, Service, ServiceKind, ServiceReport};
+use super::verdict::{self, Diagnosis, MemorySample};
 use crate::LabError;
 use crate::allocator::{self, AllocatorKind};
 use crate::chart::{Chart, ChartKind, LinePanel, Series};
 use crate::child::Launch;
-use crate::http;
-use crate::prom;
 use crate::report::{self, CsvFile, Outcome, Table};
-use crate::services::{CodeFix, Service, ServiceKind, ServiceReport};
-use crate::verdict::{self, Diagnosis, MemorySample};
 
 /// A service, a fix, and the `MALLOC_CONF` it runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Variant {
-    /// Which service.
+    /// The synthetic service: the leaking one or the fragmenting one.
     pub kind: ServiceKind,
     /// Short name of the variant.
     pub name: &'static str,
-    /// The code change.
+    /// The change to the service's code this variant applies (none for "as written").
     pub fix: CodeFix,
     /// The jemalloc configuration (empty: defaults).
     pub malloc_conf: &'static str,
@@ -76,9 +76,9 @@ pub const VARIANTS: [Variant; 6] = [
 pub struct DiagnoseOptions {
     /// Ticks per run (one sample each).
     pub ticks: usize,
-    /// Tick length.
+    /// Tick length, milliseconds: the sampling period of the memory series.
     pub tick_ms: u64,
-    /// Requests per tick.
+    /// Requests the service handles per tick (each allocates and mostly frees).
     pub requests_per_tick: usize,
     /// Objects in the fragmenting burst.
     pub backlog_objects: usize,
@@ -110,9 +110,9 @@ pub enum Source {
 pub struct DiagnosedRun {
     /// Where it came from.
     pub source: Source,
-    /// The series.
+    /// The memory series, one sample per tick (synthetic) or per `--interval` (a URL).
     pub samples: Vec<MemorySample>,
-    /// The verdict.
+    /// What the series says (leak, fragmentation, healthy) and the evidence for it.
     pub diagnosis: Diagnosis,
     /// jemalloc's `opt.dirty_decay_ms` in the child (synthetic runs).
     pub dirty_decay_ms: Option<i64>,
@@ -192,29 +192,19 @@ pub fn run_synthetic(exe: &Path, options: &DiagnoseOptions) -> Result<DiagnoseOu
 
 /// Reads one [`MemorySample`] (without its time) from a `/metrics` exposition.
 pub fn sample_from_metrics(text: &str, url: &str) -> Result<MemorySample, LabError> {
-    let samples = prom::parse(text);
-    let required = |metric: &'static str| {
-        prom::sum(&samples, metric, &[]).ok_or(LabError::MissingMetric { url: url.to_owned(), metric })
-    };
-    let pinned_chunks = prom::sum(&samples, "allockit_arena_chunks", &[("state", "pinned")]);
-    let all_chunks = prom::sum(&samples, "allockit_arena_chunks", &[]);
-    let committed = prom::sum(&samples, "allockit_arena_committed_bytes", &[]);
-    // `allockit_arena_committed_bytes` counts every chunk taken from the chunk source,
-    // pinned ones included (`ChunkSource::stats`), so committed / all chunks is the chunk
-    // size and the pinned chunks hold pinned × that.
-    let pinned_bytes = match (pinned_chunks, all_chunks, committed) {
-        (Some(pinned), Some(all), Some(committed)) if all > 0.0 => Some(committed * pinned / all),
-        _ => None,
+    let server = ServerSample::from_text(text);
+    let required = |value: Option<f64>, metric: &'static str| {
+        value.ok_or(LabError::MissingMetric { url: url.to_owned(), metric })
     };
     Ok(MemorySample {
         t_secs: 0.0,
-        allocated: required("jemalloc_allocated_bytes")?,
-        active: required("jemalloc_active_bytes")?,
-        resident: required("jemalloc_resident_bytes")?,
-        rss: prom::sum(&samples, "process_resident_memory_bytes", &[]),
-        pinned_chunks,
-        pinned_bytes,
-        cache_bytes: prom::sum(&samples, "allockit_cache_bytes", &[]),
+        allocated: required(server.jemalloc_allocated_bytes, metrics::JEMALLOC_ALLOCATED_BYTES)?,
+        active: required(server.jemalloc_active_bytes, metrics::JEMALLOC_ACTIVE_BYTES)?,
+        resident: required(server.jemalloc_resident_bytes, metrics::JEMALLOC_RESIDENT_BYTES)?,
+        rss: server.rss_bytes,
+        pinned_chunks: server.arena_chunks_pinned,
+        pinned_bytes: server.pinned_bytes(),
+        cache_bytes: server.cache_bytes,
     })
 }
 
@@ -228,7 +218,7 @@ pub fn run_url(url: &str, duration: Duration, interval: Duration) -> Result<Diag
     let mut samples = Vec::new();
     loop {
         let t_secs = started.elapsed().as_secs_f64();
-        let response = http::get(url, "--url", None, timeout)?;
+        let response = http::get(url, timeout).map_err(|error| LabError::from_request("--url", error))?;
         let mut sample = sample_from_metrics(&String::from_utf8_lossy(&response.body), url)?;
         sample.t_secs = t_secs;
         samples.push(sample);

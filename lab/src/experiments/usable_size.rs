@@ -197,7 +197,7 @@ fn small_object_cost(objects: usize) -> Result<SmallObjects, LabError> {
 /// One allocator's measurements.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AllocatorSizes {
-    /// The allocator.
+    /// The allocator the child was started on (checked against `library`).
     pub allocator: AllocatorKind,
     /// The library that served `malloc` in the child.
     pub library: String,
@@ -208,7 +208,7 @@ pub struct AllocatorSizes {
 /// Task 1's result: one entry per allocator available, and the ones that are missing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsableSizeOutcome {
-    /// The parameters used.
+    /// The request sizes, class limit and object count every allocator was probed with.
     pub probe: SizeProbe,
     /// Allocators measured, glibc first.
     pub runs: Vec<AllocatorSizes>,

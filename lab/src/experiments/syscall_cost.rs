@@ -46,7 +46,7 @@ impl SyscallCostOptions {
     }
 }
 
-/// The operations measured.
+/// The operations measured: the allocator's fast path against the system calls it avoids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
     /// `malloc(64)` then `free`.
@@ -75,7 +75,7 @@ impl Operation {
 /// One operation's measurement.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OperationCost {
-    /// The operation.
+    /// Which pair was timed.
     pub operation: Operation,
     /// Pairs per round.
     pub pairs: usize,

@@ -23,15 +23,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use allockit_probe::http::{Request, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::LabError;
 use crate::allocator::{self, AllocatorKind};
 use crate::chart::{Bar, Chart, ChartKind};
 use crate::child::{ChildTask, Launch};
-use crate::http;
 use crate::process::TempDir;
 use crate::report::{self, CsvFile, Outcome, Table};
+use crate::scale::{AtScale, Scale};
 
 /// jemalloc's configuration for the profiled child.
 pub const PROFILING_CONF: &str = "prof:true,prof_active:true,lg_prof_sample:19";
@@ -53,14 +54,24 @@ pub struct ProfiledWorkload {
 }
 
 impl ProfiledWorkload {
-    /// Task 11 in full.
-    pub fn full(dump_path: PathBuf) -> Self {
-        ProfiledWorkload { dump_path, session_bytes: 96 << 20, index_bytes: 32 << 20, churn_bytes: 512 << 20 }
+    /// Task 11 in full (set `dump_path` before running it).
+    pub fn full() -> Self {
+        ProfiledWorkload {
+            dump_path: PathBuf::new(),
+            session_bytes: 96 << 20,
+            index_bytes: 32 << 20,
+            churn_bytes: 512 << 20,
+        }
     }
 
-    /// The test-suite version.
-    pub fn quick(dump_path: PathBuf) -> Self {
-        ProfiledWorkload { dump_path, session_bytes: 48 << 20, index_bytes: 16 << 20, churn_bytes: 128 << 20 }
+    /// The test-suite version (set `dump_path` before running it).
+    pub fn quick() -> Self {
+        ProfiledWorkload {
+            dump_path: PathBuf::new(),
+            session_bytes: 48 << 20,
+            index_bytes: 16 << 20,
+            churn_bytes: 128 << 20,
+        }
     }
 }
 
@@ -314,7 +325,7 @@ pub fn symbolize(binary: &Path, dump: &Path) -> Result<Symbolized, LabError> {
                 install: "sudo apt-get install -y libjemalloc-dev".to_owned(),
             });
         }
-        Err(source) => return Err(LabError::Spawn { command: "jeprof".into(), source }),
+        Err(cause) => return Err(LabError::Spawn { command: "jeprof".into(), cause }),
     };
     if !output.status.success() {
         return Err(LabError::ChildFailed {
@@ -328,23 +339,11 @@ pub fn symbolize(binary: &Path, dump: &Path) -> Result<Symbolized, LabError> {
     Ok(Symbolized::Jeprof { total_bytes, rows })
 }
 
-/// Which workload size to profile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProfileScale {
-    /// [`ProfiledWorkload::full`].
-    Full,
-    /// [`ProfiledWorkload::quick`].
-    Quick,
-}
-
-/// Profiles the built-in workload in a jemalloc child and symbolizes the dump.
-pub fn run_workload(exe: &Path, scale: ProfileScale) -> Result<ProfileOutcome, LabError> {
+/// Profiles the built-in workload at `scale` in a jemalloc child and symbolizes the dump.
+pub fn run_workload(exe: &Path, scale: Scale) -> Result<ProfileOutcome, LabError> {
     let dir = TempDir::new("profile")?;
     let dump_path = dir.path().join("workload.heap");
-    let workload = match scale {
-        ProfileScale::Full => ProfiledWorkload::full(dump_path.clone()),
-        ProfileScale::Quick => ProfiledWorkload::quick(dump_path.clone()),
-    };
+    let workload = ProfiledWorkload { dump_path: dump_path.clone(), ..ProfiledWorkload::at(scale) };
     let jemalloc = allocator::locate(AllocatorKind::Jemalloc);
     let mut launch = Launch::new(exe, &jemalloc);
     launch.env.push(("MALLOC_CONF".to_owned(), PROFILING_CONF.to_owned()));
@@ -382,6 +381,21 @@ fn profiling_switch(url: &str, active: bool) -> String {
     format!("{base}/admin/profiling?active={active}")
 }
 
+/// `method url` on the server's admin listener with its bearer token; a URL that is not
+/// plain `http://` is a bad `--url`, a non-2xx answer an error.
+fn admin_request(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Result<Response, LabError> {
+    Request::new(method, url)
+        .map(|request| request.bearer(token).timeout(timeout))
+        .and_then(|request| request.send())
+        .and_then(Response::error_for_status)
+        .map_err(|error| LabError::from_request("--url", error))
+}
+
 /// Fetches a heap profile from a server's admin route and symbolizes it against the
 /// server's binary.
 pub fn run_url(server: &ServerProfile<'_>) -> Result<ProfileOutcome, LabError> {
@@ -393,12 +407,12 @@ pub fn run_url(server: &ServerProfile<'_>) -> Result<ProfileOutcome, LabError> {
     }
     let timeout = Duration::from_secs(30);
     if let Some(window) = server.sample_for {
-        http::post(&profiling_switch(server.url, true), "--url", server.token, timeout)?;
+        admin_request("POST", &profiling_switch(server.url, true), server.token, timeout)?;
         std::thread::sleep(window);
     }
-    let fetched = http::get(server.url, "--url", server.token, timeout);
+    let fetched = admin_request("GET", server.url, server.token, timeout);
     if server.sample_for.is_some() {
-        http::post(&profiling_switch(server.url, false), "--url", server.token, timeout)?;
+        admin_request("POST", &profiling_switch(server.url, false), server.token, timeout)?;
     }
     let response = fetched?;
     let dir = TempDir::new("profile-url")?;

@@ -75,7 +75,7 @@ pub fn warm_chunk_source() -> Result<Arc<ChunkSource>, LabError> {
 /// How much to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlacementOptions {
-    /// The trace.
+    /// Size and seed of the one trace every policy replays.
     pub trace: TraceShape,
     /// Timed replays per policy (the median is reported).
     pub rounds: usize,
@@ -123,7 +123,7 @@ pub(crate) fn validate_trace(trace: &TraceShape, rounds: usize) -> Result<(), La
 /// One policy's results.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyRun {
-    /// The policy.
+    /// The placement policy the free list ran with.
     pub policy: Policy,
     /// The sampled replay, from the start to the end of the trace.
     pub samples: Vec<HeapSample>,
@@ -159,7 +159,7 @@ impl PolicyRun {
 /// Task 7's result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlacementOutcome {
-    /// The options used.
+    /// The trace shape, rounds and sample count of the run (for the report's header).
     pub options: PlacementOptions,
     /// Operations in the trace.
     pub trace_ops: usize,

@@ -1,6 +1,7 @@
-//! A parser for the Prometheus text exposition format (version 0.0.4), enough to read a
-//! server's `/metrics`: sample lines with labels, escaped label values, special float
-//! values and optional timestamps. `# HELP`, `# TYPE` and other comments are skipped.
+//! The one parser of the Prometheus text exposition format (version 0.0.4) in the
+//! workspace, enough to read a server's `/metrics`: sample lines with labels, escaped label
+//! values, special float values and optional timestamps. `# HELP`, `# TYPE` and other
+//! comments are skipped.
 //!
 //! What it cannot do: it does not check that `# TYPE` matches the samples, does not group
 //! histogram series, and ignores timestamps. A malformed line is reported with its line
@@ -47,7 +48,32 @@ pub struct Exposition<'a> {
     pub errors: Vec<LineError>,
 }
 
-impl Exposition<'_> {
+impl<'a> Exposition<'a> {
+    /// The samples named exactly `name` (a histogram's series are named
+    /// `name_bucket`, `name_sum`, `name_count`).
+    pub fn named<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s MetricSample<'a>> + 's {
+        self.samples.iter().filter(move |sample| sample.name == name)
+    }
+
+    /// Whether any sample is named `name`, or, for a histogram, `name_count`.
+    pub fn has(&self, name: &str) -> bool {
+        self.samples
+            .iter()
+            .any(|sample| sample.name == name || sample.name.strip_prefix(name) == Some("_count"))
+    }
+
+    /// The sum of the samples a selector written as in PromQL or the exposition picks,
+    /// e.g. `allockit_http_requests_total{route="/v1/events",status="400"}`: those named
+    /// so whose labels include every pair written (see [`Exposition::sum`]). `None` when
+    /// none matches, or when `selector` is not a name with optional `{label="value",...}`.
+    pub fn select(&self, selector: &str) -> Option<f64> {
+        let line = format!("{} 0", selector.trim());
+        let wanted = parse_sample(&line).ok()?;
+        let pairs: Vec<(&str, &str)> =
+            wanted.labels.iter().map(|(label, value)| (*label, value.as_ref())).collect();
+        self.sum(wanted.name, &pairs)
+    }
+
     /// Sum of the samples named `name` whose labels include every pair in `matching`;
     /// `None` when no sample matches (the metric is absent).
     pub fn sum(&self, name: &str, matching: &[(&str, &str)]) -> Option<f64> {
@@ -60,7 +86,7 @@ impl Exposition<'_> {
     }
 }
 
-/// Parses `text`.
+/// Parses `text`; malformed lines land in [`Exposition::errors`] and the rest is read.
 pub fn parse(text: &str) -> Exposition<'_> {
     let mut exposition = Exposition::default();
     for (number, line) in text.lines().enumerate() {
@@ -186,6 +212,10 @@ weird_value{path="a \"quoted\" \\ back\nslash"} NaN 1700000000000
         let bucket = &exposition.samples[4];
         assert_eq!(bucket.label("le"), Some("+Inf"));
         assert_eq!(bucket.value, 42.0);
+        assert_eq!(exposition.named("allockit_arena_chunks").count(), 3);
+        assert!(exposition.has("allockit_http_request_duration_seconds_bucket"));
+        assert!(!exposition.has("allockit_http_request_duration_seconds"), "no _count series here");
+        assert!(parse("h_count 3\n").has("h"), "a histogram is present when its count is");
     }
 
     #[test]
@@ -204,6 +234,29 @@ weird_value{path="a \"quoted\" \\ back\nslash"} NaN 1700000000000
         assert_eq!(exposition.sum("allockit_arena_chunks", &[("state", "pinned")]), Some(17.0));
         assert_eq!(exposition.sum("allockit_arena_chunks", &[("state", "idle")]), None);
         assert_eq!(exposition.sum("allockit_cache_bytes", &[]), None);
+    }
+
+    #[test]
+    fn label_values_may_hold_commas_quotes_and_braces_and_samples_a_timestamp() {
+        let exposition = parse(
+            "allockit_arena_chunks{worker=\"1\",state=\"pinned\"} 4 1700000000\n\
+             weird{path=\"a,\\\"b\\\"}\"} 2\n",
+        );
+        assert!(exposition.errors.is_empty(), "{:?}", exposition.errors);
+        assert_eq!(exposition.sum("allockit_arena_chunks", &[("state", "pinned")]), Some(4.0));
+        let weird = exposition.named("weird").next().unwrap();
+        assert_eq!(weird.label("path"), Some("a,\"b\"}"));
+        assert_eq!(weird.value, 2.0);
+    }
+
+    #[test]
+    fn selectors_pick_samples_by_name_and_labels() {
+        let exposition = parse(SERVER_LIKE);
+        assert_eq!(exposition.select(r#"allockit_arena_chunks{state="in_use"}"#), Some(7.0));
+        assert_eq!(exposition.select(r#"allockit_arena_chunks{state="in_use",worker="1"}"#), Some(4.0));
+        assert_eq!(exposition.select("allockit_arena_chunks"), Some(24.0));
+        assert_eq!(exposition.select(r#"allockit_arena_chunks{state="idle"}"#), None);
+        assert_eq!(exposition.select(r#"allockit_arena_chunks{state="in_use""#), None, "unclosed");
     }
 
     #[test]

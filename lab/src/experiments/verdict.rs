@@ -24,6 +24,7 @@
 //! reported; a window shorter than the leak's rate hides it; at least three samples are
 //! needed. O(n) in the number of samples.
 
+use allockit_probe::Trend;
 use serde::{Deserialize, Serialize};
 
 use crate::LabError;
@@ -57,7 +58,7 @@ impl MemorySample {
     }
 }
 
-/// The diagnosis.
+/// What a memory series shows: a leak, fragmentation, or neither.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {
     /// Live memory grows and is never freed.
@@ -118,7 +119,7 @@ pub struct Evidence {
 pub struct Diagnosis {
     /// Leak, fragmentation or healthy.
     pub verdict: Verdict,
-    /// The measured numbers.
+    /// The figures the rules were applied to (slopes, growths, stranded bytes).
     pub evidence: Evidence,
     /// Why, in words with numbers.
     pub reasons: Vec<String>,
@@ -139,23 +140,6 @@ fn median3(values: impl Iterator<Item = f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// Least-squares slope and R² of `points`.
-pub fn linear_fit(points: &[(f64, f64)]) -> (f64, f64) {
-    let n = points.len() as f64;
-    if points.len() < 2 {
-        return (0.0, 0.0);
-    }
-    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
-    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
-    let sxx: f64 = points.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
-    let syy: f64 = points.iter().map(|p| (p.1 - mean_y).powi(2)).sum();
-    let sxy: f64 = points.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
-    if sxx == 0.0 || syy == 0.0 {
-        return (0.0, 0.0);
-    }
-    (sxy / sxx, (sxy * sxy) / (sxx * syy))
-}
-
 /// Diagnoses a time series (at least three samples, in time order).
 pub fn diagnose(samples: &[MemorySample]) -> Result<Diagnosis, LabError> {
     if samples.len() < 3 {
@@ -172,7 +156,9 @@ pub fn diagnose(samples: &[MemorySample]) -> Result<Diagnosis, LabError> {
     let cache_growth = median3(tail.iter().map(cache)) - median3(head.iter().map(cache));
     let live_peak = samples.iter().map(|s| s.allocated).fold(0.0, f64::max);
     let points: Vec<(f64, f64)> = samples.iter().map(|s| (s.t_secs, s.allocated - cache(s))).collect();
-    let (live_slope, live_fit) = linear_fit(&points);
+    // No line (all samples at one instant) is no trend: slope 0, fit 0.
+    let (live_slope, live_fit) =
+        Trend::fit(&points).map_or((0.0, 0.0), |trend| (trend.slope, trend.r_squared));
     let last = samples[samples.len() - 1];
     let evidence = Evidence {
         window_secs: last.t_secs - samples[0].t_secs,

@@ -114,7 +114,8 @@ impl FragmentationOptions {
     }
 }
 
-/// The heaps compared.
+/// The heaps compared: glibc's malloc (coalescing on its own schedule) and allockit's
+/// boundary-tag free list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FragmentedHeap {
@@ -206,7 +207,7 @@ impl HeapFigures {
 /// The figures after one step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepFigures {
-    /// The step.
+    /// The step these figures were read after.
     pub step: Step,
     /// The process's resident set size.
     pub rss_bytes: u64,
@@ -262,7 +263,7 @@ impl FragmentationReport {
 pub struct FragmentationRun {
     /// Which heap.
     pub heap: FragmentedHeap,
-    /// The sizes.
+    /// Block count and sizes, as the parent chose them.
     pub options: FragmentationOptions,
 }
 
@@ -460,7 +461,7 @@ fn origin(block: Option<NonNull<u8>>, sorted: &[usize], options: &FragmentationO
 /// One heap's run, as the parent saw it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeapRun {
-    /// The heap.
+    /// Which heap the child ran the steps on.
     pub heap: FragmentedHeap,
     /// What the child measured.
     pub report: FragmentationReport,
@@ -469,7 +470,7 @@ pub struct HeapRun {
 /// Task 3's result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FragmentationOutcome {
-    /// The sizes used.
+    /// Block count and sizes of the run (for the report's header).
     pub options: FragmentationOptions,
     /// glibc first, then the free list.
     pub runs: Vec<HeapRun>,

@@ -28,16 +28,16 @@ use allockit::chunk::ChunkSource;
 use allockit::freelist::{FreeList, Placement};
 use allockit::sizeclass::{CLASS_SIZES, SizeClass};
 
+use super::placement::{validate_trace, warm_chunk_source};
 use crate::LabError;
 use crate::chart::{Bar, Chart, ChartKind};
-use crate::placement::{validate_trace, warm_chunk_source};
 use crate::report::{self, CsvFile, Outcome, Table};
 use crate::trace::{self, Slots, Trace, TraceShape};
 
 /// How much to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SizeClassesOptions {
-    /// The trace.
+    /// Size and seed of the trace (task 7's by default, so the two tasks compare).
     pub trace: TraceShape,
     /// Timed replays per heap (the median is reported).
     pub rounds: usize,
@@ -95,7 +95,7 @@ impl ClassWaste {
     }
 }
 
-/// The heaps compared.
+/// The heaps compared: segregated size classes against one general free list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Contender {
     /// The free list, LIFO first fit (its default).
@@ -149,7 +149,7 @@ impl Contender {
 /// One heap's speed and footprint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeapTiming {
-    /// The heap.
+    /// Which heap replayed the trace.
     pub contender: Contender,
     /// Seconds of each timed replay.
     pub round_secs: Vec<f64>,
@@ -167,7 +167,7 @@ impl HeapTiming {
 /// Task 8's result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SizeClassesOutcome {
-    /// The options used.
+    /// The trace shape and rounds of the run (for the report's header).
     pub options: SizeClassesOptions,
     /// Operations in the trace.
     pub trace_ops: usize,
