@@ -86,8 +86,8 @@ pub struct ArenaStats {
     pub allocated: usize,
     /// Resident bytes of the arena.
     pub resident: usize,
-    /// Dirty pages: freed, not yet returned to the OS.
-    pub dirty_pages: usize,
+    /// Dirty bytes: pages freed, not yet returned to the OS (`pdirty` times the page size).
+    pub dirty_bytes: usize,
 }
 
 fn read_usize(name: &str) -> Result<usize, JemallocError> {
@@ -104,7 +104,7 @@ impl ArenaStats {
             allocated: read_usize(&format!("{prefix}.small.allocated"))?
                 + read_usize(&format!("{prefix}.large.allocated"))?,
             resident: read_usize(&format!("{prefix}.resident"))?,
-            dirty_pages: read_usize(&format!("{prefix}.pdirty"))?,
+            dirty_bytes: read_usize(&format!("{prefix}.pdirty"))? * read_usize("arenas.page")?,
         })
     }
 }

@@ -26,6 +26,7 @@
 pub mod admin;
 pub mod cache;
 pub mod config;
+pub mod descriptors;
 pub mod heap;
 pub mod jemalloc;
 pub mod json_out;

@@ -113,13 +113,29 @@ pub async fn handle(
         Route::User | Route::Metrics | Route::Health | Route::Ready | Route::Live => {
             response::method_not_allowed("GET, HEAD")
         }
-        Route::Unmatched => {
-            response::error(StatusCode::NOT_FOUND, &format!("no route for {}", request.uri().path()))
-        }
+        Route::Unmatched => response::error(
+            StatusCode::NOT_FOUND,
+            &format!("no route for {}", capped(request.uri().path(), ECHOED_PATH_BYTES)),
+        ),
     };
     in_flight.answered = true;
     worker.shared.metrics.http_requests.with_label_values(&[route.label(), response.status().as_str()]).inc();
     Ok(response)
+}
+
+/// Most bytes of a request's path echoed in a 404 (the path may be up to 16 KiB long).
+const ECHOED_PATH_BYTES: usize = 128;
+
+/// The first `max` bytes of `text` (at a character boundary), with `…` if cut.
+fn capped(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end]).into()
 }
 
 fn ready(worker: &Worker) -> Response<Body> {
@@ -155,11 +171,17 @@ enum FailureMessage {
     Static(&'static str),
     Refusal(Refusal),
     Json(serde_json::Error),
+    BodyTooLarge(usize),
+    BodyTimeout(std::time::Duration),
 }
 
 impl Failure {
     fn new(status: StatusCode, message: &'static str) -> Self {
         Self { status, message: FailureMessage::Static(message) }
+    }
+
+    fn too_large(max: usize) -> Self {
+        Self { status: StatusCode::PAYLOAD_TOO_LARGE, message: FailureMessage::BodyTooLarge(max) }
     }
 
     fn refusal(refusal: Refusal) -> Self {
@@ -170,13 +192,50 @@ impl Failure {
         Self { status, message: FailureMessage::Refusal(refusal) }
     }
 
-    fn into_response(self) -> Response<Body> {
-        let message = match self.message {
-            FailureMessage::Static(text) => text.to_string(),
-            FailureMessage::Refusal(refusal) => refusal.to_string(),
-            FailureMessage::Json(error) => format!("invalid batch: {error}"),
-        };
-        response::error(self.status, &message)
+    fn write_message(&self, out: &mut JsonOut<'_>) -> bool {
+        match &self.message {
+            FailureMessage::Static(text) => out.string(text),
+            FailureMessage::Refusal(refusal) => out.display(refusal),
+            FailureMessage::Json(error) => out.display(format_args!("invalid batch: {error}")),
+            FailureMessage::BodyTooLarge(max) => {
+                out.display(format_args!("body larger than --max-body-bytes ({max} bytes)"))
+            }
+            FailureMessage::BodyTimeout(timeout) => out
+                .display(format_args!("request body not received in time (--body-read-timeout {timeout:?})")),
+        }
+    }
+
+    /// The error response. A 408 or 413 leaves the body unread, so it closes the connection.
+    fn into_response(self, worker: &Worker) -> Response<Body> {
+        let response = error_response(worker, self.status, |out| self.write_message(out));
+        if matches!(self.status, StatusCode::REQUEST_TIMEOUT | StatusCode::PAYLOAD_TOO_LARGE) {
+            response::closing(response)
+        } else {
+            response
+        }
+    }
+}
+
+/// `{"error": message, "status": code}`, rendered like any other answer of request work:
+/// into the response pool (or, in heap mode, a heap block), never through a `String`.
+fn error_response(
+    worker: &Worker,
+    status: StatusCode,
+    message: impl FnOnce(&mut JsonOut<'_>) -> bool,
+) -> Response<Body> {
+    let rendered = render(worker, |out| {
+        out.raw(b"{")
+            && out.key("error")
+            && message(out)
+            && out.raw(b",")
+            && out.key("status")
+            && out.number(u64::from(status.as_u16()))
+            && out.raw(b"}")
+    });
+    match rendered {
+        Ok(payload) => response::with_payload(status, JSON, payload),
+        // No response buffer left (or the message does not fit): that is the answer.
+        Err(failure) => response::error(failure.status, "response buffer pool exhausted"),
     }
 }
 
@@ -185,7 +244,7 @@ async fn events(worker: &Worker, request: Request<Incoming>) -> Response<Body> {
     let max = shared.config.max_body_bytes;
     let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared.is_some_and(|len| len > max) {
-        return response::error(StatusCode::PAYLOAD_TOO_LARGE, &format!("body larger than {max} bytes"));
+        return Failure::too_large(max).into_response(worker);
     }
     let body = request.into_body();
     let result = match shared.mode() {
@@ -213,7 +272,7 @@ async fn events(worker: &Worker, request: Request<Incoming>) -> Response<Body> {
     // framing, not request work.
     match result {
         Ok(payload) => response::with_payload(StatusCode::OK, JSON, payload),
-        Err(failure) => failure.into_response(),
+        Err(failure) => failure.into_response(worker),
     }
 }
 
@@ -228,12 +287,20 @@ async fn process<A: Allocator + Copy>(
 ) -> Result<Payload, Failure> {
     let shared = &worker.shared;
     let max = shared.config.max_body_bytes;
+    // Request memory follows the bytes that arrived, not the bytes announced: the buffer
+    // grows (geometrically, never past the declared length) only as frames come in, and the
+    // whole body must arrive within --body-read-timeout.
     let mut bytes: ApiVec<u8, A> = ApiVec::new_in(alloc);
-    if let Some(len) = declared {
-        let _armed = Armed::new(&shared.heap);
-        bytes.try_reserve_exact(len).map_err(|_| Failure::refusal(Refusal::OutOfMemory))?;
-    }
-    while let Some(frame) = body.frame().await {
+    let timeout = shared.config.body_read_timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let Ok(frame) = tokio::time::timeout_at(deadline, body.frame()).await else {
+            return Err(Failure {
+                status: StatusCode::REQUEST_TIMEOUT,
+                message: FailureMessage::BodyTimeout(timeout),
+            });
+        };
+        let Some(frame) = frame else { break };
         let frame = frame.map_err(|error| {
             if client_went_away(&error) {
                 // The client went away mid-body; nobody will read this answer.
@@ -243,11 +310,17 @@ async fn process<A: Allocator + Copy>(
             }
         })?;
         let Ok(data) = frame.into_data() else { continue };
-        if bytes.len() + data.len() > max {
-            return Err(Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "body larger than --max-body-bytes"));
+        let needed = bytes.len() + data.len();
+        if needed > max {
+            return Err(Failure::too_large(max));
         }
-        let _armed = Armed::new(&shared.heap);
-        bytes.try_reserve(data.len()).map_err(|_| Failure::refusal(Refusal::OutOfMemory))?;
+        if needed > bytes.capacity() {
+            let grown = needed.max(bytes.capacity() * 2).min(max).min(declared.unwrap_or(max).max(needed));
+            let _armed = Armed::new(&shared.heap);
+            bytes
+                .try_reserve_exact(grown - bytes.len())
+                .map_err(|_| Failure::refusal(Refusal::OutOfMemory))?;
+        }
         bytes.extend_from_slice(&data);
     }
 
@@ -369,10 +442,16 @@ fn new_profile<A: Allocator>(
     }
 }
 
-fn user(worker: &Worker, id: &str) -> Response<Body> {
-    if id.is_empty() || id.contains('/') {
+/// `GET /v1/users/{id}`: the id is one path segment, percent-decoded (`jean%20luc`,
+/// `team%2Fada`).
+fn user(worker: &Worker, segment: &str) -> Response<Body> {
+    if segment.is_empty() || segment.contains('/') {
         return response::error(StatusCode::NOT_FOUND, "expected /v1/users/{id}");
     }
+    let Ok(id) = percent_encoding::percent_decode_str(segment).decode_utf8() else {
+        return response::error(StatusCode::BAD_REQUEST, "the user id is not UTF-8 once percent-decoded");
+    };
+    let id = id.as_ref();
     let found = worker.shared.cache.get(id, |view| {
         view.map(|view| {
             render(worker, |out| {
@@ -394,7 +473,9 @@ fn user(worker: &Worker, id: &str) -> Response<Body> {
     });
     match found {
         Some(Ok(payload)) => response::with_payload(StatusCode::OK, JSON, payload),
-        Some(Err(failure)) => failure.into_response(),
-        None => response::error(StatusCode::NOT_FOUND, &format!("no profile for user {id:?}")),
+        Some(Err(failure)) => failure.into_response(worker),
+        None => error_response(worker, StatusCode::NOT_FOUND, |out| {
+            out.display(format_args!("no profile for user {id:?}"))
+        }),
     }
 }

@@ -1,15 +1,24 @@
 //! Start-up, the thread-per-core workers, connections, and graceful shutdown.
 //!
-//! Each worker is one OS thread with a current-thread tokio runtime and its own
-//! `SO_REUSEPORT` listener on the same address: the kernel spreads connections across
-//! workers, and a request never changes thread, so per-worker arenas and pools need no
-//! locks. State shared by all workers (the profile cache, the chunk sources, the metrics,
-//! the mode) lives in [`Shared`].
+//! Each worker is one OS thread with a current-thread tokio runtime. The address is bound
+//! **once**, without `SO_REUSEPORT`, and every worker accepts on its own duplicate of that
+//! one listening socket (`try_clone`, a `dup`): the kernel keeps one accept queue, an idle
+//! worker takes the next connection, and a request never changes thread, so per-worker
+//! arenas and pools need no locks. Because nothing sets `SO_REUSEPORT`, a second process
+//! started on the same address fails with `EADDRINUSE` instead of silently taking part of
+//! the traffic (the kernel enforces it; there is no probe-then-bind race).
+//!
+//! Connections speak HTTP/1.1, or HTTP/2 over cleartext when the client opens with the
+//! HTTP/2 preface (`curl --http2-prior-knowledge`). Each connection holds one descriptor;
+//! the effective connection limit is capped to what the open-file limit allows
+//! ([`crate::descriptors`]), and beyond it a client gets 503 with `Retry-After`.
+//! State shared by all workers (the profile cache, the chunk sources, the metrics, the
+//! mode) lives in [`Shared`].
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
@@ -19,10 +28,10 @@ use std::thread::JoinHandle;
 
 use allockit::{ChunkConfig, ChunkSource};
 use hyper::StatusCode;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -30,7 +39,7 @@ use tokio::sync::watch;
 
 use crate::cache::ProfileCache;
 use crate::config::{Config, Mode};
-use crate::heap::HeapCounters;
+use crate::heap::{Counted, HeapCounters};
 use crate::jemalloc::{self, ArenaStats, CacheArena};
 use crate::memory::{PoolCounters, Samplers, WorkerMemory, timer_overhead_ns};
 use crate::metrics::{Metrics, Snapshot};
@@ -79,6 +88,10 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// General-heap allocations made by request work.
     pub heap: HeapCounters,
+    /// General-heap allocations made while hyper drives client connections.
+    pub connection_heap: Arc<HeapCounters>,
+    /// The effective connection limit: `--max-connections`, capped by the descriptors.
+    pub connection_limit: usize,
     /// Where request arenas get their chunks.
     pub arena_source: Arc<ChunkSource>,
     /// Where response pools get their chunks.
@@ -132,6 +145,8 @@ impl Shared {
         snapshot.cache = self.cache.stats();
         snapshot.heap_allocations = self.heap.allocations();
         snapshot.heap_bytes = self.heap.bytes();
+        snapshot.connection_heap_allocations = self.connection_heap.allocations();
+        snapshot.connection_heap_bytes = self.connection_heap.bytes();
         self.metrics.render(&snapshot)
     }
 
@@ -165,20 +180,22 @@ impl ServerHandle {
         &self.shared
     }
 
-    /// A sender that begins shutdown when `true` is sent (for signal handlers).
-    pub fn shutdown_trigger(&self) -> watch::Sender<bool> {
-        self.shutdown.clone()
-    }
-
-    /// Stops accepting, lets in-flight requests finish (up to `--shutdown-timeout`), and
-    /// waits for every thread.
+    /// Drains and stops: `/readyz` answers 503 `draining` at once while every connection
+    /// is still served for `--drain-delay` (so load balancers take this instance out);
+    /// then the listeners close, idle connections close, in-flight requests finish (up to
+    /// `--shutdown-timeout`), and every thread is joined.
     pub fn shutdown(self) {
         self.shared.draining.store(true, Ordering::Relaxed);
+        let delay = self.shared.config.drain_delay;
+        if !delay.is_zero() {
+            tracing::info!(delay = ?delay, "draining: /readyz answers 503 until the listeners close");
+            std::thread::sleep(delay);
+        }
         let _ = self.shutdown.send(true);
         self.join();
     }
 
-    /// Waits until the server has stopped (after a shutdown trigger).
+    /// Waits until every thread has stopped.
     pub fn join(self) {
         for thread in self.threads {
             let _ = thread.join();
@@ -186,12 +203,15 @@ impl ServerHandle {
     }
 }
 
+/// Binds `addr` once, without `SO_REUSEPORT`: an address another process listens on is an
+/// error (`EADDRINUSE`), never a shared port.
 fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
     let bind_error = |source| StartError::Bind { addr, source };
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(bind_error)?;
+    // SO_REUSEADDR only lets a restarted server bind past connections in TIME_WAIT; on
+    // Linux it does not let two sockets listen on one address.
     socket.set_reuse_address(true).map_err(bind_error)?;
-    socket.set_reuse_port(true).map_err(bind_error)?;
     socket.set_nonblocking(true).map_err(bind_error)?;
     socket.bind(&addr.into()).map_err(bind_error)?;
     socket.listen(1024).map_err(bind_error)?;
@@ -202,6 +222,8 @@ fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
 pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     config.validate().map_err(StartError::Config)?;
     let workers = config.worker_count();
+    let connection_limit =
+        crate::descriptors::connection_limit(config.max_connections, workers).map_err(StartError::Config)?;
     let arena_source = ChunkSource::new(ChunkConfig {
         chunk_size: config.arena_chunk_bytes,
         region_size: config.arena_region_bytes,
@@ -223,6 +245,8 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         cache,
         metrics,
         heap: HeapCounters::default(),
+        connection_heap: Arc::new(HeapCounters::default()),
+        connection_limit,
         arena_source,
         pool_source,
         pools: Mutex::new(Vec::new()),
@@ -232,13 +256,14 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     });
     shared.set_mode(shared.config.mode());
 
-    let first = bind(shared.config.listen)?;
-    let addr =
-        first.local_addr().map_err(|source| StartError::Bind { addr: shared.config.listen, source })?;
-    let mut listeners = vec![first];
+    let listen = shared.config.listen;
+    let listener = bind(listen)?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: listen, source })?;
+    let mut listeners = Vec::with_capacity(workers);
     for _ in 1..workers {
-        listeners.push(bind(addr)?);
+        listeners.push(listener.try_clone().map_err(|source| StartError::Bind { addr, source })?);
     }
+    listeners.push(listener);
     let admin_listener = bind(shared.config.admin_listen)?;
     let admin_addr = admin_listener
         .local_addr()
@@ -261,10 +286,17 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     threads.push(
         std::thread::Builder::new()
             .name("admin".into())
-            .spawn(move || crate::admin::run(admin_listener, admin_shared, stop))
+            .spawn(move || crate::admin::run(admin_listener, admin_addr, admin_shared, stop))
             .map_err(|e| StartError::Worker(e.to_string()))?,
     );
-    tracing::info!(%addr, %admin_addr, workers, mode = shared.mode().as_str(), "allockit-server listening");
+    tracing::info!(
+        %addr,
+        %admin_addr,
+        workers,
+        connection_limit,
+        mode = shared.mode().as_str(),
+        "allockit-server listening"
+    );
     Ok(ServerHandle { addr, admin_addr, shared, shutdown, threads })
 }
 
@@ -305,22 +337,62 @@ fn run_worker(
 /// Largest request head (request line and headers) accepted; beyond, hyper answers 431.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
+/// Runs HTTP/2 stream tasks on the worker's own thread (the services are not `Send`),
+/// counting their general-heap allocations as connection work.
+#[derive(Clone, Debug)]
+pub struct LocalExec {
+    counters: Arc<HeapCounters>,
+}
+
+impl LocalExec {
+    /// Stream tasks counted into `counters`.
+    pub fn new(counters: Arc<HeapCounters>) -> Self {
+        Self { counters }
+    }
+}
+
+impl<F> hyper::rt::Executor<F> for LocalExec
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    fn execute(&self, future: F) {
+        tokio::task::spawn_local(Counted::new(Some(Arc::clone(&self.counters)), future));
+    }
+}
+
+/// The connection builders of one worker.
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<LocalExec>,
+}
+
+impl Builders {
+    fn new(shared: &Shared) -> Self {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(shared.config.header_read_timeout)
+            .max_header_size(MAX_HEADER_BYTES);
+        let mut http2 = http2::Builder::new(LocalExec::new(Arc::clone(&shared.connection_heap)));
+        http2.timer(TokioTimer::new()).max_header_list_size(MAX_HEADER_BYTES as u32);
+        Self { http1, http2 }
+    }
+}
+
 async fn accept_loop(listener: std::net::TcpListener, worker: Rc<Worker>, mut stop: watch::Receiver<bool>) {
     let listener = match TcpListener::from_std(listener) {
         Ok(listener) => listener,
         Err(error) => return tracing::error!(%error, "cannot register the listener"),
     };
     let shared = Arc::clone(&worker.shared);
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(shared.config.header_read_timeout)
-        .max_header_size(MAX_HEADER_BYTES);
+    let builders = Rc::new(Builders::new(&shared));
     let graceful = GracefulShutdown::new();
+    let connection_stop = stop.clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => serve(stream, &worker, &builder, &graceful),
+                Ok((stream, _)) => serve(stream, &worker, &builders, graceful.watcher(), connection_stop.clone()),
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -344,50 +416,102 @@ impl Drop for ConnectionSlot {
     }
 }
 
-fn serve(stream: TcpStream, worker: &Rc<Worker>, builder: &http1::Builder, graceful: &GracefulShutdown) {
+/// The first bytes of every HTTP/2 connection (RFC 9113, section 3.4).
+const HTTP2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What a new connection speaks, judged from its first bytes (peeked, not consumed).
+enum Sniffed {
+    Http1,
+    Http2,
+    /// The client closed before sending anything.
+    Closed,
+}
+
+/// Waits for the first bytes and tells HTTP/2 prior knowledge from HTTP/1.
+async fn sniff(stream: &TcpStream) -> io::Result<Sniffed> {
+    let mut first = [0u8; HTTP2_PREFACE.len()];
+    let mut seen = 0;
+    loop {
+        let n = stream.peek(&mut first).await?;
+        if n == 0 {
+            return Ok(Sniffed::Closed);
+        }
+        if first[..n] != HTTP2_PREFACE[..n] {
+            return Ok(Sniffed::Http1);
+        }
+        if n == HTTP2_PREFACE.len() {
+            return Ok(Sniffed::Http2);
+        }
+        // Part of the preface: peeking again returns at once, so wait for the rest.
+        if n == seen {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        seen = n;
+    }
+}
+
+fn serve(
+    stream: TcpStream,
+    worker: &Rc<Worker>,
+    builders: &Rc<Builders>,
+    watcher: Watcher,
+    mut stop: watch::Receiver<bool>,
+) {
     let shared = &worker.shared;
-    if shared.connections.fetch_add(1, Ordering::Relaxed) >= shared.config.max_connections {
+    if shared.connections.fetch_add(1, Ordering::Relaxed) >= shared.connection_limit {
         shared.connections.fetch_sub(1, Ordering::Relaxed);
         shared.count_connection_status(StatusCode::SERVICE_UNAVAILABLE);
-        let answer =
-            response::raw_error(StatusCode::SERVICE_UNAVAILABLE, "too many connections; try again later");
+        let answer = response::raw_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many connections; try again later",
+            &[("retry-after", "1")],
+        );
         let _ = stream.try_write(&answer);
         return;
     }
     let slot = ConnectionSlot(Arc::clone(shared));
     let _ = stream.set_nodelay(true);
-    // A second descriptor for the socket, to answer 408 after hyper gives up on a request
-    // whose headers never completed (hyper closes without answering).
-    let late_answer = stream.as_fd().try_clone_to_owned().ok().map(std::net::TcpStream::from);
-    let counters = Rc::new(IoCounters::default());
-    let io = TokioIo::new(Tracked { stream, counters: Rc::clone(&counters) });
-    let service_worker = Rc::clone(worker);
-    let service = service_fn(move |request| crate::routes::handle(Rc::clone(&service_worker), request));
-    let connection = graceful.watch(builder.serve_connection(io, service));
+    let worker = Rc::clone(worker);
+    let builders = Rc::clone(builders);
     tokio::task::spawn_local(async move {
         let shared = Arc::clone(&slot.0);
-        if let Err(error) = connection.await {
-            on_connection_error(&shared, &error, &counters, late_answer);
+        let header_timeout = shared.config.header_read_timeout;
+        let sniffed = tokio::select! {
+            sniffed = tokio::time::timeout(header_timeout, sniff(&stream)) => sniffed,
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        // Nothing arrived in time, or the client left: close without an answer.
+        let Ok(Ok(protocol @ (Sniffed::Http1 | Sniffed::Http2))) = sniffed else { return };
+        // One descriptor per connection: hyper reads and writes through `Tracked`, and this
+        // task keeps the same stream to answer 408 after hyper gives up on a request whose
+        // headers never completed (hyper closes without answering).
+        let stream = Rc::new(RefCell::new(stream));
+        let counters = Rc::new(IoCounters::default());
+        let io = TokioIo::new(Tracked { stream: Rc::clone(&stream), counters: Rc::clone(&counters) });
+        let service_worker = Rc::clone(&worker);
+        let service = service_fn(move |request| {
+            // Route handlers are not connection work: request work arms its own counters.
+            Counted::new(None, crate::routes::handle(Rc::clone(&service_worker), request))
+        });
+        let connection: Pin<Box<dyn Future<Output = Result<(), hyper::Error>>>> = match protocol {
+            Sniffed::Http2 => Box::pin(watcher.watch(builders.http2.serve_connection(io, service))),
+            _ => Box::pin(watcher.watch(builders.http1.serve_connection(io, service))),
+        };
+        if let Err(error) = Counted::new(Some(Arc::clone(&shared.connection_heap)), connection).await {
+            on_connection_error(&shared, &error, &counters, &stream.borrow());
         }
         drop(slot);
     });
 }
 
-fn on_connection_error(
-    shared: &Shared,
-    error: &hyper::Error,
-    counters: &IoCounters,
-    late_answer: Option<std::net::TcpStream>,
-) {
+fn on_connection_error(shared: &Shared, error: &hyper::Error, counters: &IoCounters, stream: &TcpStream) {
     if error.is_timeout() {
         // Idle keep-alive connections time out too; only a started request gets a 408.
         if counters.partial_request() {
             shared.count_connection_status(StatusCode::REQUEST_TIMEOUT);
-            if let Some(mut socket) = late_answer {
-                let answer =
-                    response::raw_error(StatusCode::REQUEST_TIMEOUT, "request headers not received in time");
-                let _ = io::Write::write_all(&mut socket, &answer);
-            }
+            let answer =
+                response::raw_error(StatusCode::REQUEST_TIMEOUT, "request headers not received in time", &[]);
+            let _ = stream.try_write(&answer);
         }
     } else if error.is_parse_too_large() {
         shared.count_connection_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
@@ -412,9 +536,10 @@ impl IoCounters {
     }
 }
 
-/// A TCP stream that counts its traffic in [`IoCounters`].
+/// A TCP stream that counts its traffic in [`IoCounters`]. The stream is shared with the
+/// connection's task; each poll borrows it only for the call.
 struct Tracked {
-    stream: TcpStream,
+    stream: Rc<RefCell<TcpStream>>,
     counters: Rc<IoCounters>,
 }
 
@@ -422,7 +547,7 @@ impl AsyncRead for Tracked {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let result = Pin::new(&mut this.stream).poll_read(cx, buf);
+        let result = Pin::new(&mut *this.stream.borrow_mut()).poll_read(cx, buf);
         let read = (buf.filled().len() - before) as u64;
         this.counters.read.set(this.counters.read.get() + read);
         result
@@ -432,7 +557,7 @@ impl AsyncRead for Tracked {
 impl AsyncWrite for Tracked {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let result = Pin::new(&mut this.stream).poll_write(cx, data);
+        let result = Pin::new(&mut *this.stream.borrow_mut()).poll_write(cx, data);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
             this.counters.read_at_last_write.set(this.counters.read.get());
         }
@@ -445,7 +570,7 @@ impl AsyncWrite for Tracked {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let result = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        let result = Pin::new(&mut *this.stream.borrow_mut()).poll_write_vectored(cx, bufs);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
             this.counters.read_at_last_write.set(this.counters.read.get());
         }
@@ -453,14 +578,14 @@ impl AsyncWrite for Tracked {
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        self.stream.borrow().is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        Pin::new(&mut *self.get_mut().stream.borrow_mut()).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        Pin::new(&mut *self.get_mut().stream.borrow_mut()).poll_shutdown(cx)
     }
 }

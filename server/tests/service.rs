@@ -55,7 +55,7 @@ const CONTRACT: &[&str] = &[
     "jemalloc_metadata_bytes",
     r#"jemalloc_arena_allocated_bytes{arena="cache"}"#,
     r#"jemalloc_arena_resident_bytes{arena="cache"}"#,
-    r#"jemalloc_arena_dirty_pages{arena="cache"}"#,
+    r#"jemalloc_arena_dirty_bytes{arena="cache"}"#,
     "process_resident_memory_bytes",
     "allockit_arena_resets_total",
     "allockit_arena_allocations_total",
