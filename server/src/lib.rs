@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod response;
 pub mod routes;
 pub mod server;
+pub mod validate;
 pub mod workload;
 
 pub use config::{Config, Mode};

@@ -20,6 +20,7 @@ use crate::json_out::JsonOut;
 use crate::memory::{RESPONSE_BYTES, Sampled};
 use crate::response::{self, Body, JSON, Payload};
 use crate::server::Worker;
+use crate::validate::{self, Invalid};
 use crate::workload::{self, ProfileOutcome, Refusal};
 
 /// The route label of a request (bounded: unknown paths share one label).
@@ -171,6 +172,7 @@ enum FailureMessage {
     Static(&'static str),
     Refusal(Refusal),
     Json(serde_json::Error),
+    Invalid(Invalid),
     BodyTooLarge(usize),
     BodyTimeout(std::time::Duration),
 }
@@ -182,6 +184,13 @@ impl Failure {
 
     fn too_large(max: usize) -> Self {
         Self { status: StatusCode::PAYLOAD_TOO_LARGE, message: FailureMessage::BodyTooLarge(max) }
+    }
+
+    fn invalid(invalid: Invalid) -> Self {
+        match invalid.refusal() {
+            Some(refusal) => Self::refusal(refusal),
+            None => Self { status: StatusCode::BAD_REQUEST, message: FailureMessage::Invalid(invalid) },
+        }
     }
 
     fn refusal(refusal: Refusal) -> Self {
@@ -197,6 +206,7 @@ impl Failure {
             FailureMessage::Static(text) => out.string(text),
             FailureMessage::Refusal(refusal) => out.display(refusal),
             FailureMessage::Json(error) => out.display(format_args!("invalid batch: {error}")),
+            FailureMessage::Invalid(invalid) => out.display(format_args!("invalid batch: {invalid}")),
             FailureMessage::BodyTooLarge(max) => {
                 out.display(format_args!("body larger than --max-body-bytes ({max} bytes)"))
             }
@@ -325,6 +335,9 @@ async fn process<A: Allocator + Copy>(
     }
 
     let _armed = Armed::new(&shared.heap);
+    // Bad input is found by a pass that allocates nothing on the general heap; serde_json
+    // (which boxes its errors there) then parses only well-formed batches.
+    validate::check(&bytes, alloc, &shared.limits).map_err(Failure::invalid)?;
     let batch = workload::parse(&bytes, alloc, &shared.limits).map_err(|(refusal, error)| match refusal {
         Some(refusal) => Failure::refusal(refusal),
         None => Failure { status: StatusCode::BAD_REQUEST, message: FailureMessage::Json(error) },

@@ -98,6 +98,10 @@ pub struct Shared {
     pub pool_source: Arc<ChunkSource>,
     pools: Mutex<Vec<Arc<PoolCounters>>>,
     connections: AtomicUsize,
+    /// Open connections per worker, and a signal when any of them changes: a worker
+    /// accepts only while it holds no more than one connection above the least loaded one.
+    worker_load: Vec<AtomicUsize>,
+    balance: tokio::sync::Notify,
     draining: AtomicBool,
 }
 
@@ -121,6 +125,15 @@ impl Shared {
     /// Open client connections.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
+    }
+
+    /// True if worker `index` may accept: it holds at most one connection more than the
+    /// least loaded worker. All workers wait on one accept queue and are all woken by a new
+    /// connection; without this, the first to wake takes a whole burst, and keep-alive
+    /// clients then stay on one core.
+    fn may_accept(&self, index: usize) -> bool {
+        let least = self.worker_load.iter().map(|load| load.load(Ordering::Relaxed)).min().unwrap_or(0);
+        self.worker_load[index].load(Ordering::Relaxed) <= least + 1
     }
 
     /// Reads every source and renders `/metrics`.
@@ -251,6 +264,8 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         pool_source,
         pools: Mutex::new(Vec::new()),
         connections: AtomicUsize::new(0),
+        worker_load: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+        balance: tokio::sync::Notify::new(),
         draining: AtomicBool::new(false),
         config,
     });
@@ -277,7 +292,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         let stop = shutdown.subscribe();
         let thread = std::thread::Builder::new()
             .name(format!("worker-{index}"))
-            .spawn(move || run_worker(listener, shared, stop, overhead))
+            .spawn(move || run_worker(index, listener, shared, stop, overhead))
             .map_err(|e| StartError::Worker(e.to_string()))?;
         threads.push(thread);
     }
@@ -301,6 +316,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
 }
 
 fn run_worker(
+    index: usize,
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
@@ -328,7 +344,7 @@ fn run_worker(
     // this Rc (the last one) only after that, so the pool's blocks are all back first.
     let worker = Rc::new(Worker { shared, memory });
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, accept_loop(listener, Rc::clone(&worker), stop));
+    local.block_on(&runtime, accept_loop(index, listener, Rc::clone(&worker), stop));
     drop(local);
     drop(runtime);
     drop(worker);
@@ -380,7 +396,12 @@ impl Builders {
     }
 }
 
-async fn accept_loop(listener: std::net::TcpListener, worker: Rc<Worker>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    index: usize,
+    listener: std::net::TcpListener,
+    worker: Rc<Worker>,
+    mut stop: watch::Receiver<bool>,
+) {
     let listener = match TcpListener::from_std(listener) {
         Ok(listener) => listener,
         Err(error) => return tracing::error!(%error, "cannot register the listener"),
@@ -390,9 +411,20 @@ async fn accept_loop(listener: std::net::TcpListener, worker: Rc<Worker>, mut st
     let graceful = GracefulShutdown::new();
     let connection_stop = stop.clone();
     loop {
+        let rebalanced = shared.balance.notified();
+        tokio::pin!(rebalanced);
+        rebalanced.as_mut().enable();
+        if !shared.may_accept(index) {
+            tokio::select! {
+                _ = rebalanced => continue,
+                _ = stop.wait_for(|stop| *stop) => break,
+            }
+        }
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => serve(stream, &worker, &builders, graceful.watcher(), connection_stop.clone()),
+                Ok((stream, _)) => {
+                    serve(index, stream, &worker, &builders, graceful.watcher(), connection_stop.clone());
+                }
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -407,12 +439,25 @@ async fn accept_loop(listener: std::net::TcpListener, worker: Rc<Worker>, mut st
     }
 }
 
-/// Counts a client connection while it lives.
-struct ConnectionSlot(Arc<Shared>);
+/// Counts a client connection, in all and on its worker, while it lives.
+struct ConnectionSlot {
+    shared: Arc<Shared>,
+    worker: usize,
+}
+
+impl ConnectionSlot {
+    fn new(shared: &Arc<Shared>, worker: usize) -> Self {
+        shared.worker_load[worker].fetch_add(1, Ordering::Relaxed);
+        shared.balance.notify_waiters();
+        Self { shared: Arc::clone(shared), worker }
+    }
+}
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+        self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+        self.shared.worker_load[self.worker].fetch_sub(1, Ordering::Relaxed);
+        self.shared.balance.notify_waiters();
     }
 }
 
@@ -451,6 +496,7 @@ async fn sniff(stream: &TcpStream) -> io::Result<Sniffed> {
 }
 
 fn serve(
+    index: usize,
     stream: TcpStream,
     worker: &Rc<Worker>,
     builders: &Rc<Builders>,
@@ -469,12 +515,12 @@ fn serve(
         let _ = stream.try_write(&answer);
         return;
     }
-    let slot = ConnectionSlot(Arc::clone(shared));
+    let slot = ConnectionSlot::new(shared, index);
     let _ = stream.set_nodelay(true);
     let worker = Rc::clone(worker);
     let builders = Rc::clone(builders);
     tokio::task::spawn_local(async move {
-        let shared = Arc::clone(&slot.0);
+        let shared = Arc::clone(&slot.shared);
         let header_timeout = shared.config.header_read_timeout;
         let sniffed = tokio::select! {
             sniffed = tokio::time::timeout(header_timeout, sniff(&stream)) => sniffed,

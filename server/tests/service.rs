@@ -184,7 +184,11 @@ fn segregated_profiles_pin_nothing_while_broken_ones_pin_a_chunk_each() {
     send(broken.addr, 20, 200);
 
     assert_eq!(pinned(segregated.addr), 0.0);
-    assert_eq!(committed(segregated.addr), seg_committed, "segregated committed bytes stay flat");
+    // Flat: at most the first chunk of each worker's arena (a worker that served none of
+    // the first 20 requests commits its first chunk later; the two workers share one
+    // accept queue).
+    let flat = seg_committed.max(2.0 * 65536.0);
+    assert!(committed(segregated.addr) <= flat, "segregated committed bytes stay flat");
     assert_eq!(metric(segregated.addr, "allockit_cache_entries"), 200.0);
 
     assert_eq!(pinned(broken.addr), 200.0, "one pinned chunk per cached profile");
