@@ -45,7 +45,7 @@ use crate::config::Mode;
 use crate::descriptors::ADMIN_CONNECTIONS;
 use crate::jemalloc;
 use crate::response::{self, Body, Payload};
-use crate::server::Shared;
+use crate::state::Shared;
 
 /// Serves the admin listener (bound to `own`) until `stop` turns true.
 pub fn run(

@@ -25,6 +25,7 @@ use hashbrown::HashTable;
 use crate::jemalloc::CacheArena;
 
 /// Where a profile's bytes live.
+#[derive(Debug)]
 pub enum Storage {
     /// On the cache arena (segregated).
     Segregated(ArenaBox<[u8], CacheArena>),
@@ -43,6 +44,7 @@ impl Storage {
 
 const NIL: u32 = u32::MAX;
 
+#[derive(Debug)]
 struct Slot {
     hash: u64,
     prev: u32,
@@ -60,6 +62,7 @@ impl Slot {
     }
 }
 
+#[derive(Debug)]
 struct Lru {
     table: HashTable<u32, CacheArena>,
     slots: ArenaVec<Slot, CacheArena>,
@@ -98,6 +101,7 @@ pub struct CacheStats {
 }
 
 /// The profile cache. See the module docs.
+#[derive(Debug)]
 pub struct ProfileCache {
     lru: Mutex<Lru>,
     arena: CacheArena,

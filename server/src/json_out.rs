@@ -8,6 +8,7 @@ use core::fmt::{self, Write};
 use core::mem::MaybeUninit;
 
 /// Writes JSON text into `buf`, tracking how much is initialised.
+#[derive(Debug)]
 pub struct JsonOut<'b> {
     buf: &'b mut [MaybeUninit<u8>],
     len: usize,

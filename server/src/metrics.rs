@@ -35,6 +35,7 @@ const REQUEST_BYTES_BUCKETS: &[f64] =
     &[256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 4_194_304.0, 16_777_216.0];
 
 /// Every metric of the server.
+#[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     scrape: Mutex<LastTotals>,
@@ -95,7 +96,7 @@ pub struct Metrics {
 }
 
 /// Totals from other sources as of the last scrape, so counters advance by the difference.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct LastTotals {
     pool_allocations: u64,
     pool_frees: u64,

@@ -8,9 +8,10 @@ use http_body_util::Full;
 use hyper::header::{ALLOW, CONNECTION, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 
-use crate::memory::PooledBuffer;
+use crate::response_pool::PooledBuffer;
 
 /// The bytes of a response.
+#[derive(Debug)]
 pub enum Payload {
     /// Rendered into a pool block; the block returns to the pool when hyper drops this,
     /// after writing it.

@@ -15,11 +15,12 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::cache::Storage;
 use crate::config::Mode;
-use crate::heap::Armed;
+use crate::global_alloc::Armed;
 use crate::json_out::JsonOut;
-use crate::memory::{RESPONSE_BYTES, Sampled};
 use crate::response::{self, Body, JSON, Payload};
-use crate::server::Worker;
+use crate::response_pool::RESPONSE_BYTES;
+use crate::sampling::Sampled;
+use crate::state::Worker;
 use crate::validate::{self, Invalid};
 use crate::workload::{self, ProfileOutcome, Refusal};
 

@@ -2,14 +2,14 @@
 //! loads the live page against a server under load, and a page from another origin tries
 //! to change the admin mode.
 
-mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use common::*;
+use support::*;
 
 /// Runs headless Chromium on `url` with `extra` flags (virtual time runs the page's timers
 /// for `budget_ms` without waiting for them); returns the dumped DOM and the console lines.

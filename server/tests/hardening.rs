@@ -1,13 +1,13 @@
 //! What real clients and a hostile network broke (issue 14), each pinned by a test against
 //! the real binary or a server in this process, over real sockets.
 
-mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();

@@ -1,12 +1,12 @@
 //! The service end to end over real sockets: the workload, the metric contract, the
 //! request-heap proof, lifetime segregation, modes, admin, and graceful shutdown.
 
-mod common;
+mod support;
 
 use std::io::Write;
 use std::time::Duration;
 
-use common::*;
+use support::*;
 
 #[test]
 fn a_known_batch_gets_its_summary() {

@@ -53,6 +53,7 @@ thread_local! {
 /// Arms heap counting on this thread until dropped (restoring what was there before, so
 /// guards nest).
 #[must_use = "counting is disarmed when the guard drops"]
+#[derive(Debug)]
 pub struct Armed {
     previous: *const HeapCounters,
 }
@@ -122,6 +123,7 @@ fn count(size: usize) {
 }
 
 /// jemalloc with request-path counting. Installed as the global allocator by this crate.
+#[derive(Debug)]
 pub struct CountingJemalloc;
 
 // SAFETY: every call is forwarded unchanged to jemalloc; counting touches only a
