@@ -29,6 +29,7 @@ pub mod cache;
 pub mod config;
 pub mod conn;
 pub mod descriptors;
+pub mod error;
 pub mod global_alloc;
 pub mod jemalloc;
 pub mod json_out;
@@ -45,7 +46,8 @@ pub mod worker_memory;
 pub mod workload;
 
 pub use config::{Config, Mode};
-pub use server::{ServerHandle, StartError, start};
+pub use error::{Error, ErrorKind};
+pub use server::{ServerHandle, start};
 
 #[global_allocator]
 static GLOBAL: global_alloc::CountingJemalloc = global_alloc::CountingJemalloc;

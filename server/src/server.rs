@@ -21,7 +21,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::{io, time::Duration};
+use std::time::Duration;
 
 use allockit::{ChunkConfig, ChunkSource};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -32,42 +32,14 @@ use tokio::sync::watch;
 use crate::cache::ProfileCache;
 use crate::config::Config;
 use crate::conn::{Builders, serve};
+use crate::error::{Error, ErrorKind};
 use crate::global_alloc::HeapCounters;
-use crate::jemalloc::{self, CacheArena};
+use crate::jemalloc::CacheArena;
 use crate::metrics::Metrics;
 use crate::sampling::{Samplers, timer_overhead_ns};
 use crate::state::{Shared, Worker};
 use crate::worker_memory::WorkerMemory;
 use crate::workload::Limits;
-
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// A flag combination clap cannot check.
-    #[error("{0}")]
-    Config(String),
-    /// A listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// The chunk source could not reserve its regions.
-    #[error("cannot reserve arena regions: {0}")]
-    Chunks(#[from] allockit::ChunkError),
-    /// jemalloc refused the cache arena.
-    #[error(transparent)]
-    Jemalloc(#[from] jemalloc::JemallocError),
-    /// The cache could not reserve its index.
-    #[error(transparent)]
-    Cache(#[from] crate::cache::CacheError),
-    /// A worker thread failed to start.
-    #[error("cannot start a worker: {0}")]
-    Worker(String),
-}
 
 /// A running server.
 #[derive(Debug)]
@@ -112,8 +84,8 @@ impl ServerHandle {
 
 /// Binds `addr` once, without `SO_REUSEPORT`: an address another process listens on is an
 /// error (`EADDRINUSE`), never a shared port.
-fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
-    let bind_error = |source| StartError::Bind { addr, source };
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, Error> {
+    let bind_error = |source| Error::bind(addr, source);
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(bind_error)?;
     // SO_REUSEADDR only lets a restarted server bind past connections in TIME_WAIT; on
@@ -126,11 +98,11 @@ fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
 }
 
 /// Starts the workers and the admin listener.
-pub fn start(config: Config) -> Result<ServerHandle, StartError> {
-    config.validate().map_err(StartError::Config)?;
+pub fn start(config: Config) -> Result<ServerHandle, Error> {
+    config.validate().map_err(|message| Error::new(ErrorKind::Config(message)))?;
     let workers = config.worker_count();
-    let connection_limit =
-        crate::descriptors::connection_limit(config.max_connections, workers).map_err(StartError::Config)?;
+    let connection_limit = crate::descriptors::connection_limit(config.max_connections, workers)
+        .map_err(|message| Error::new(ErrorKind::Config(message)))?;
     let arena_source = ChunkSource::new(ChunkConfig {
         chunk_size: config.arena_chunk_bytes,
         region_size: config.arena_region_bytes,
@@ -167,16 +139,15 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
 
     let listen = shared.config.listen;
     let listener = bind(listen)?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: listen, source })?;
+    let addr = listener.local_addr().map_err(|source| Error::bind(listen, source))?;
     let mut listeners = Vec::with_capacity(workers);
     for _ in 1..workers {
-        listeners.push(listener.try_clone().map_err(|source| StartError::Bind { addr, source })?);
+        listeners.push(listener.try_clone().map_err(|source| Error::bind(addr, source))?);
     }
     listeners.push(listener);
     let admin_listener = bind(shared.config.admin_listen)?;
-    let admin_addr = admin_listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr: shared.config.admin_listen, source })?;
+    let admin_addr =
+        admin_listener.local_addr().map_err(|source| Error::bind(shared.config.admin_listen, source))?;
 
     let (shutdown, _) = watch::channel(false);
     let overhead = timer_overhead_ns();
@@ -187,7 +158,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         let thread = std::thread::Builder::new()
             .name(format!("worker-{index}"))
             .spawn(move || run_worker(index, listener, shared, stop, overhead))
-            .map_err(|e| StartError::Worker(e.to_string()))?;
+            .map_err(Error::worker)?;
         threads.push(thread);
     }
     let admin_shared = Arc::clone(&shared);
@@ -196,7 +167,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         std::thread::Builder::new()
             .name("admin".into())
             .spawn(move || crate::admin::run(admin_listener, admin_addr, admin_shared, stop))
-            .map_err(|e| StartError::Worker(e.to_string()))?,
+            .map_err(Error::worker)?,
     );
     tracing::info!(
         %addr,
