@@ -80,7 +80,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "allockit-server", version)]
 pub struct Config {
-    /// Address of the main listener (each worker binds it with SO_REUSEPORT). Port 0 picks
+    /// Address of the main listener (bound once and shared by the workers; an address in
+    /// use is an error). Port 0 picks
     /// a free port; the chosen addresses are printed as one JSON line on stdout.
     #[arg(long, env = "ALLOCKIT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,

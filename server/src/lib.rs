@@ -2,8 +2,9 @@
 //!
 //! A request-scoped HTTP service that keeps RSS flat under load, and shows why.
 //!
-//! * **Thread per core**: each worker is a current-thread tokio runtime with its own
-//!   `SO_REUSEPORT` listener; a request never changes thread ([`server`]).
+//! * **Thread per core**: each worker is a current-thread tokio runtime accepting on its
+//!   own duplicate of the one listening socket; a request never changes thread
+//!   ([`server`], [`conn`]).
 //! * **Request memory**: each `POST /v1/events` checks out a bump arena from its worker;
 //!   the body is read into it, parsed through serde `DeserializeSeed` into arena
 //!   collections, aggregated, and the arena is reset when the request ends, on every path

@@ -2,9 +2,10 @@
 //!
 //! Each worker is one OS thread with a current-thread tokio runtime. The address is bound
 //! **once**, without `SO_REUSEPORT`, and every worker accepts on its own duplicate of that
-//! one listening socket (`try_clone`, a `dup`): the kernel keeps one accept queue, an idle
-//! worker takes the next connection, and a request never changes thread, so per-worker
-//! arenas and pools need no locks. Because nothing sets `SO_REUSEPORT`, a second process
+//! one listening socket (`try_clone`, a `dup`): the kernel keeps one accept queue and wakes
+//! every worker for a new connection; a worker accepts only while it holds at most one
+//! connection more than the least loaded one (`Shared::may_accept`), so bursts spread over
+//! the cores. A request never changes thread, so per-worker arenas and pools need no locks. Because nothing sets `SO_REUSEPORT`, a second process
 //! started on the same address fails with `EADDRINUSE` instead of silently taking part of
 //! the traffic (the kernel enforces it; there is no probe-then-bind race).
 //!

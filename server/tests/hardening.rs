@@ -232,6 +232,7 @@ fn durations_take_hours_and_boolean_variables_take_1_0_yes_no() {
                 ("ALLOCKIT_BREAK_LIFETIMES", value),
                 ("ALLOCKIT_SHUTDOWN_TIMEOUT", "1h"),
                 ("ALLOCKIT_BODY_READ_TIMEOUT", "300ms"),
+                ("ALLOCKIT_DRAIN_DELAY", "0s"),
             ],
         );
         assert_eq!(
