@@ -69,6 +69,11 @@ impl Shared {
         self.connections.load(Ordering::Relaxed)
     }
 
+    /// Open client connections on each worker.
+    pub fn worker_connections(&self) -> std::vec::Vec<usize> {
+        self.worker_load.iter().map(|load| load.load(Ordering::Relaxed)).collect()
+    }
+
     /// True if worker `index` may accept: it holds at most one connection more than the
     /// least loaded worker. All workers wait on one accept queue and are all woken by a new
     /// connection; without this, the first to wake takes a whole burst, and keep-alive

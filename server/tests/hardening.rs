@@ -42,6 +42,24 @@ fn a_second_server_on_a_port_in_use_refuses_to_start_and_the_first_keeps_every_r
     assert!(!stderr.contains("ERROR"), "{stderr}");
 }
 
+#[test]
+fn a_burst_of_keep_alive_connections_spreads_over_the_workers() {
+    let server = start(&[]);
+    let addr = server.addr;
+    let connections: Vec<_> = (0..40).map(|_| std::thread::spawn(move || connect(addr))).collect();
+    let mut connections: Vec<_> = connections.into_iter().map(|c| c.join().unwrap()).collect();
+    for stream in &mut connections {
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n").unwrap();
+        assert_eq!(read_reply(stream).unwrap().status, 200);
+    }
+    let per_worker = server.shared().worker_connections();
+    assert_eq!(per_worker.iter().sum::<usize>(), 40);
+    let (least, most) = (per_worker.iter().min().unwrap(), per_worker.iter().max().unwrap());
+    assert!(most - least <= 2, "connections per worker: {per_worker:?}");
+    drop(connections);
+    server.shutdown();
+}
+
 /// Opens a connection, sends the head of a POST announcing `declared` bytes and `sent` bytes
 /// of its body, and leaves it open.
 fn slow_body(addr: SocketAddr, declared: usize, sent: &str) -> std::net::TcpStream {
