@@ -1,5 +1,18 @@
 //! The admin listener: mode toggle, cache clear, heap profiling. Loopback by default; with
-//! `--admin-token`, every request must carry `Authorization: Bearer <token>`.
+//! `--admin-token`, every request must carry `Authorization: Bearer <token>` (compared in
+//! constant time).
+//!
+//! A browser is a client on loopback too, so a web page could reach these routes: a
+//! cross-origin `fetch(..., {method: "POST", mode: "no-cors"})` needs no CORS approval to
+//! *send*. So the listener refuses, before any route runs:
+//! * a request whose `Origin` is not the listener's own (403): every cross-origin fetch
+//!   carries one, and so does `Origin: null` from sandboxed pages;
+//! * without a token, a `Host` that is neither an IP literal nor `localhost` (421): a DNS
+//!   rebinding page reaches 127.0.0.1 under its own name, and its requests are then
+//!   "same-origin" for the browser. (With a token the token is the defence.)
+//!
+//! Command-line clients (`curl -X POST`) send no `Origin` and an IP or `localhost` `Host`,
+//! and keep working.
 //!
 //! | route | what it does |
 //! |---|---|
@@ -9,13 +22,16 @@
 //! | `POST /admin/profiling?active=true\|false` | turns jemalloc heap-profile sampling on or off |
 //! | `GET /admin/heap-profile` | a jemalloc heap profile (`prof.dump`, jeprof format) |
 
+use std::cell::Cell;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{AUTHORIZATION, HOST, HeaderValue, ORIGIN, WWW_AUTHENTICATE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -23,13 +39,21 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use subtle::ConstantTimeEq;
+
 use crate::config::Mode;
+use crate::descriptors::ADMIN_CONNECTIONS;
 use crate::jemalloc;
 use crate::response::{self, Body, Payload};
-use crate::server::Shared;
+use crate::state::Shared;
 
-/// Serves the admin listener until `stop` turns true.
-pub fn run(listener: std::net::TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+/// Serves the admin listener (bound to `own`) until `stop` turns true.
+pub fn run(
+    listener: std::net::TcpListener,
+    own: SocketAddr,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => return tracing::error!(%error, "cannot build the admin runtime"),
@@ -42,20 +66,28 @@ pub fn run(listener: std::net::TcpListener, shared: Arc<Shared>, mut stop: watch
         };
         let mut builder = http1::Builder::new();
         builder.timer(TokioTimer::new()).header_read_timeout(shared.config.header_read_timeout);
+        let open = Rc::new(Cell::new(0usize));
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
+                    // Admin connections share the descriptors' headroom: bounded too.
+                    if open.get() >= ADMIN_CONNECTIONS {
+                        continue;
+                    }
+                    open.set(open.get() + 1);
                     let shared = Arc::clone(&shared);
                     let service = service_fn(move |request| {
                         let shared = Arc::clone(&shared);
-                        async move { Ok::<_, std::convert::Infallible>(handle(&shared, request).await) }
+                        async move { Ok::<_, std::convert::Infallible>(handle(&shared, own, request).await) }
                     });
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    let open = Rc::clone(&open);
                     tokio::task::spawn_local(async move {
                         if let Err(error) = connection.await {
                             tracing::debug!(%error, "admin connection ended with an error");
                         }
+                        open.set(open.get() - 1);
                     });
                 }
                 _ = stop.wait_for(|stop| *stop) => break,
@@ -71,19 +103,63 @@ fn authorized(shared: &Shared, request: &Request<Incoming>) -> bool {
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes()))
+    presented.is_some_and(|p| tokens_match(p.as_bytes(), token.as_bytes()))
 }
 
-/// Compares without an early exit, so the time taken does not reveal a matching prefix.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compares in constant time (`subtle`), so the time taken does not reveal a matching prefix.
+fn tokens_match(presented: &[u8], token: &[u8]) -> bool {
+    presented.ct_eq(token).into()
 }
 
-fn query_param<'r>(request: &'r Request<Incoming>, name: &str) -> Option<&'r str> {
-    request.uri().query()?.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+/// True if `host` (a `Host` header value) names this machine the way only a local client
+/// would: an IP literal or `localhost`, optionally with the listener's port.
+fn is_local_host(host: &str, own: SocketAddr) -> bool {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(':') && (name.starts_with('[') || !name.contains(':')) => {
+            (name, Some(port))
+        }
+        _ => (host, None),
+    };
+    if port.is_some_and(|p| p.parse::<u16>() != Ok(own.port())) {
+        return false;
+    }
+    let bare = name.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok()
 }
 
-async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
+/// Refuses browser requests from other origins and rebound host names (see the module doc).
+fn refuse_foreign(shared: &Shared, own: SocketAddr, request: &Request<Incoming>) -> Option<Response<Body>> {
+    let header = |name| request.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let host = header(HOST);
+    if shared.config.admin_token.is_none() && !host.is_some_and(|h| is_local_host(h, own)) {
+        return Some(response::error(
+            StatusCode::MISDIRECTED_REQUEST,
+            "the admin listener answers only to an IP address or localhost in Host (DNS rebinding)",
+        ));
+    }
+    if let Some(origin) = header(ORIGIN) {
+        let same_origin =
+            host.is_some_and(|h| origin.strip_prefix("http://").is_some_and(|o| o.eq_ignore_ascii_case(h)));
+        if !same_origin {
+            return Some(response::error(
+                StatusCode::FORBIDDEN,
+                "cross-origin requests to the admin listener are refused (the origin is not this listener's)",
+            ));
+        }
+    }
+    None
+}
+
+/// The first value of query parameter `name`, form-decoded (`mode=bro%6Ben`).
+fn query_param(request: &Request<Incoming>, name: &str) -> Option<String> {
+    let query = request.uri().query()?;
+    form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
+}
+
+async fn handle(shared: &Shared, own: SocketAddr, request: Request<Incoming>) -> Response<Body> {
+    if let Some(refusal) = refuse_foreign(shared, own, &request) {
+        return refusal;
+    }
     if !authorized(shared, &request) {
         let mut response =
             response::error(StatusCode::UNAUTHORIZED, "admin routes need Authorization: Bearer <token>");
@@ -116,7 +192,7 @@ fn mode_body(shared: &Shared) -> Response<Body> {
 
 /// Accepts the mode as `?mode=...` or as a JSON body `{"mode": "..."}`.
 async fn set_mode(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
-    let from_query = query_param(&request, "mode").map(str::to_string);
+    let from_query = query_param(&request, "mode");
     let requested = match from_query {
         Some(mode) => mode,
         None => {
@@ -147,7 +223,7 @@ async fn set_mode(shared: &Shared, request: Request<Incoming>) -> Response<Body>
 }
 
 fn profiling(request: &Request<Incoming>) -> Response<Body> {
-    let active = match query_param(request, "active") {
+    let active = match query_param(request, "active").as_deref() {
         Some("true") => true,
         Some("false") => false,
         _ => return response::error(StatusCode::BAD_REQUEST, "use ?active=true or ?active=false"),
@@ -186,8 +262,34 @@ mod tests {
 
     #[test]
     fn token_comparison_needs_the_whole_token() {
-        assert!(constant_time_eq(b"s3cret", b"s3cret"));
-        assert!(!constant_time_eq(b"s3cre", b"s3cret"));
-        assert!(!constant_time_eq(b"s3creT", b"s3cret"));
+        assert!(tokens_match(b"s3cret", b"s3cret"));
+        assert!(!tokens_match(b"s3cre", b"s3cret"));
+        assert!(!tokens_match(b"s3creT", b"s3cret"));
+    }
+
+    #[test]
+    fn local_hosts_are_ip_literals_or_localhost_on_the_listeners_port() {
+        let own: SocketAddr = "127.0.0.1:9091".parse().unwrap();
+        for host in [
+            "127.0.0.1:9091",
+            "127.0.0.1",
+            "localhost:9091",
+            "LOCALHOST",
+            "[::1]:9091",
+            "[::1]",
+            "10.0.0.5:9091",
+        ] {
+            assert!(is_local_host(host, own), "{host}");
+        }
+        for host in [
+            "evil.example:9091",
+            "evil.example",
+            "127.0.0.1:80",
+            "localhost:9092",
+            "127.0.0.1.nip.io:9091",
+            "",
+        ] {
+            assert!(!is_local_host(host, own), "{host}");
+        }
     }
 }

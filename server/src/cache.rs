@@ -22,9 +22,11 @@ use allocator_api2::vec::Vec as ArenaVec;
 use allockit::Escaped;
 use hashbrown::HashTable;
 
+use crate::error::{Error, ErrorKind};
 use crate::jemalloc::CacheArena;
 
 /// Where a profile's bytes live.
+#[derive(Debug)]
 pub enum Storage {
     /// On the cache arena (segregated).
     Segregated(ArenaBox<[u8], CacheArena>),
@@ -43,6 +45,7 @@ impl Storage {
 
 const NIL: u32 = u32::MAX;
 
+#[derive(Debug)]
 struct Slot {
     hash: u64,
     prev: u32,
@@ -60,6 +63,7 @@ impl Slot {
     }
 }
 
+#[derive(Debug)]
 struct Lru {
     table: HashTable<u32, CacheArena>,
     slots: ArenaVec<Slot, CacheArena>,
@@ -98,6 +102,7 @@ pub struct CacheStats {
 }
 
 /// The profile cache. See the module docs.
+#[derive(Debug)]
 pub struct ProfileCache {
     lru: Mutex<Lru>,
     arena: CacheArena,
@@ -111,20 +116,16 @@ pub struct ProfileCache {
     evictions: AtomicU64,
 }
 
-/// The cache could not be created.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot reserve a profile cache of {0} entries on the cache arena")]
-pub struct CacheError(usize);
-
 impl ProfileCache {
     /// A cache of at most `max_entries` profiles and `max_bytes` bytes of profile storage,
     /// with its index reserved up front on `arena`.
-    pub fn new(arena: CacheArena, max_entries: usize, max_bytes: usize) -> Result<Self, CacheError> {
-        let capacity = u32::try_from(max_entries).map_err(|_| CacheError(max_entries))?;
+    pub fn new(arena: CacheArena, max_entries: usize, max_bytes: usize) -> Result<Self, Error> {
+        let capacity =
+            u32::try_from(max_entries).map_err(|_| Error::new(ErrorKind::CacheIndex(max_entries)))?;
         let mut table = HashTable::new_in(arena);
-        table.try_reserve(max_entries, |_| 0).map_err(|_| CacheError(max_entries))?;
+        table.try_reserve(max_entries, |_| 0).map_err(|_| Error::new(ErrorKind::CacheIndex(max_entries)))?;
         let mut slots = ArenaVec::new_in(arena);
-        slots.try_reserve_exact(max_entries).map_err(|_| CacheError(max_entries))?;
+        slots.try_reserve_exact(max_entries).map_err(|_| Error::new(ErrorKind::CacheIndex(max_entries)))?;
         for i in 0..capacity {
             slots.push(Slot {
                 hash: 0,

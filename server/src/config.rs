@@ -56,18 +56,19 @@ pub enum LogFormat {
     Json,
 }
 
-/// Parses a duration such as `250ms`, `5s` or `2m`.
+/// Parses a duration such as `250ms`, `5s`, `2m` or `1h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: f64 =
-        number.parse().map_err(|_| format!("`{text}` is not a duration like 250ms, 5s or 2m"))?;
+        number.parse().map_err(|_| format!("`{text}` is not a duration like 250ms, 5s, 2m or 1h"))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "s" | "" => value,
         "m" => value * 60.0,
-        _ => return Err(format!("unknown unit `{unit}` in `{text}` (use ms, s or m)")),
+        "h" => value * 3600.0,
+        _ => return Err(format!("unknown unit `{unit}` in `{text}` (use ms, s, m or h)")),
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
 }
@@ -79,7 +80,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "allockit-server", version)]
 pub struct Config {
-    /// Address of the main listener (each worker binds it with SO_REUSEPORT). Port 0 picks
+    /// Address of the main listener (bound once and shared by the workers; an address in
+    /// use is an error). Port 0 picks
     /// a free port; the chosen addresses are printed as one JSON line on stdout.
     #[arg(long, env = "ALLOCKIT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -100,7 +102,14 @@ pub struct Config {
 
     /// Put each new cached profile in the request's arena as an escaping allocation (it
     /// pins its chunk): the lifetime bug this service demonstrates.
-    #[arg(long, env = "ALLOCKIT_BREAK_LIFETIMES", conflicts_with = "request_alloc")]
+    /// As an environment variable: 1/0, yes/no, true/false, on/off.
+    #[arg(
+        long,
+        env = "ALLOCKIT_BREAK_LIFETIMES",
+        conflicts_with = "request_alloc",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub break_lifetimes: bool,
 
     /// Where request memory comes from: `arena` (default) or `heap` (jemalloc, the
@@ -149,7 +158,9 @@ pub struct Config {
     #[arg(long, env = "ALLOCKIT_CACHE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub cache_bytes: usize,
 
-    /// Most open client connections (beyond, a 503 and the connection closes).
+    /// Most open client connections (beyond, a 503 and the connection closes). Capped at
+    /// start to what the open-file limit allows (one descriptor per connection, plus
+    /// headroom); the cap is logged.
     #[arg(long, env = "ALLOCKIT_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
@@ -157,7 +168,18 @@ pub struct Config {
     #[arg(long, env = "ALLOCKIT_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
 
-    /// How long shutdown waits for in-flight requests.
+    /// How long a client may take to send a request's body, from the end of its headers
+    /// (then 408 and close). Request memory grows only as the body's bytes arrive.
+    #[arg(long, env = "ALLOCKIT_BODY_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
+
+    /// After SIGTERM, how long to keep serving (with `/readyz` answering 503 `draining`,
+    /// on new and kept-alive connections) so that load balancers stop sending traffic,
+    /// before the listeners close and in-flight requests are drained.
+    #[arg(long, env = "ALLOCKIT_DRAIN_DELAY", default_value = "1s", value_parser = parse_duration)]
+    pub drain_delay: Duration,
+
+    /// How long shutdown waits for in-flight requests (after --drain-delay).
     #[arg(long, env = "ALLOCKIT_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
@@ -223,7 +245,8 @@ mod tests {
         assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
-        assert!(parse_duration("5h").unwrap_err().contains("unknown unit"));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("soon").is_err());
     }
 

@@ -20,31 +20,17 @@ use allocator_api2::alloc::{AllocError, Allocator};
 use tikv_jemalloc_ctl::{epoch, raw, stats};
 use tikv_jemalloc_sys as sys;
 
+use crate::error::{Error, ErrorKind};
+
 /// jemalloc's start-up options for this process: heap profiling compiled in and inactive,
 /// one sample per 512 KiB allocated (`lg_prof_sample:19`) once activated.
 #[allow(non_upper_case_globals)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 pub static malloc_conf: &[u8; 46] = b"prof:true,prof_active:false,lg_prof_sample:19\0";
 
-/// A jemalloc control call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum JemallocError {
-    /// A `mallctl` call returned an error.
-    #[error("jemalloc {what}: {code}")]
-    Ctl {
-        /// The control name.
-        what: String,
-        /// jemalloc's error code.
-        code: tikv_jemalloc_ctl::Error,
-    },
-    /// A profile path cannot be passed to jemalloc.
-    #[error("profile path {0:?} contains a NUL byte")]
-    BadPath(std::path::PathBuf),
-}
-
-fn ctl_error(what: impl Into<String>) -> impl FnOnce(tikv_jemalloc_ctl::Error) -> JemallocError {
+fn ctl_error(what: impl Into<String>) -> impl FnOnce(tikv_jemalloc_ctl::Error) -> Error {
     let what = what.into();
-    move |code| JemallocError::Ctl { what, code }
+    move |code| Error::jemalloc(what, code)
 }
 
 /// Process-wide jemalloc statistics, in bytes.
@@ -66,7 +52,7 @@ pub struct Stats {
 
 impl Stats {
     /// Advances the statistics epoch and reads the totals.
-    pub fn read() -> Result<Self, JemallocError> {
+    pub fn read() -> Result<Self, Error> {
         epoch::advance().map_err(ctl_error("epoch"))?;
         Ok(Self {
             allocated: stats::allocated::read().map_err(ctl_error("stats.allocated"))?,
@@ -86,11 +72,11 @@ pub struct ArenaStats {
     pub allocated: usize,
     /// Resident bytes of the arena.
     pub resident: usize,
-    /// Dirty pages: freed, not yet returned to the OS.
-    pub dirty_pages: usize,
+    /// Dirty bytes: pages freed, not yet returned to the OS (`pdirty` times the page size).
+    pub dirty_bytes: usize,
 }
 
-fn read_usize(name: &str) -> Result<usize, JemallocError> {
+fn read_usize(name: &str) -> Result<usize, Error> {
     let cname = CString::new(name).expect("mallctl names have no NUL");
     // SAFETY: every name read here is a size_t statistic.
     unsafe { raw::read::<usize>(cname.as_bytes_with_nul()) }.map_err(ctl_error(name))
@@ -98,13 +84,13 @@ fn read_usize(name: &str) -> Result<usize, JemallocError> {
 
 impl ArenaStats {
     /// Reads the statistics of arena `index`.
-    pub fn read(index: u32) -> Result<Self, JemallocError> {
+    pub fn read(index: u32) -> Result<Self, Error> {
         let prefix = format!("stats.arenas.{index}");
         Ok(Self {
             allocated: read_usize(&format!("{prefix}.small.allocated"))?
                 + read_usize(&format!("{prefix}.large.allocated"))?,
             resident: read_usize(&format!("{prefix}.resident"))?,
-            dirty_pages: read_usize(&format!("{prefix}.pdirty"))?,
+            dirty_bytes: read_usize(&format!("{prefix}.pdirty"))? * read_usize("arenas.page")?,
         })
     }
 }
@@ -118,7 +104,7 @@ pub struct CacheArena {
 
 impl CacheArena {
     /// Creates a new arena (`arenas.create`).
-    pub fn create() -> Result<Self, JemallocError> {
+    pub fn create() -> Result<Self, Error> {
         // SAFETY: `arenas.create` returns the new arena's index as an unsigned.
         let index = unsafe { raw::read::<u32>(b"arenas.create\0") }.map_err(ctl_error("arenas.create"))?;
         Ok(Self { index, flags: sys::MALLOCX_ARENA(index as usize) | sys::MALLOCX_TCACHE_NONE })
@@ -161,21 +147,21 @@ unsafe impl Allocator for CacheArena {
 }
 
 /// Turns heap-profile sampling on or off (`prof.active`).
-pub fn set_profiling(active: bool) -> Result<(), JemallocError> {
+pub fn set_profiling(active: bool) -> Result<(), Error> {
     // SAFETY: `prof.active` is a bool.
     unsafe { raw::write(b"prof.active\0", active) }.map_err(ctl_error("prof.active"))
 }
 
 /// Whether heap-profile sampling is on.
-pub fn profiling_active() -> Result<bool, JemallocError> {
+pub fn profiling_active() -> Result<bool, Error> {
     // SAFETY: `prof.active` is a bool.
     unsafe { raw::read::<bool>(b"prof.active\0") }.map_err(ctl_error("prof.active"))
 }
 
 /// Writes a heap profile (jeprof format) to `path` (`prof.dump`).
-pub fn dump_profile(path: &Path) -> Result<(), JemallocError> {
+pub fn dump_profile(path: &Path) -> Result<(), Error> {
     let cpath = CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| JemallocError::BadPath(path.to_path_buf()))?;
+        .map_err(|_| Error::new(ErrorKind::ProfilePath(path.to_path_buf())))?;
     // SAFETY: `prof.dump` takes a NUL-terminated path, which outlives the call.
     unsafe { raw::write(b"prof.dump\0", cpath.as_ptr()) }.map_err(ctl_error("prof.dump"))
 }

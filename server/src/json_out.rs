@@ -8,6 +8,7 @@ use core::fmt::{self, Write};
 use core::mem::MaybeUninit;
 
 /// Writes JSON text into `buf`, tracking how much is initialised.
+#[derive(Debug)]
 pub struct JsonOut<'b> {
     buf: &'b mut [MaybeUninit<u8>],
     len: usize,
@@ -89,6 +90,25 @@ impl<'b> JsonOut<'b> {
             start = i + 1;
         }
         self.raw(&bytes[start..])
+    }
+
+    /// Appends `value`'s `Display` output as a JSON string literal, escaped as it is
+    /// written (no intermediate `String`).
+    #[must_use]
+    pub fn display(&mut self, value: impl fmt::Display) -> bool {
+        /// Escapes what `write!` hands it into the output.
+        struct Escaping<'o, 'b>(&'o mut JsonOut<'b>);
+        impl Write for Escaping<'_, '_> {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                if self.0.escaped(s) { Ok(()) } else { Err(fmt::Error) }
+            }
+        }
+        let mark = self.len;
+        let ok = self.raw(b"\"") && write!(Escaping(self), "{value}").is_ok() && self.raw(b"\"");
+        if !ok {
+            self.len = mark;
+        }
+        ok
     }
 
     /// Appends an unsigned integer.

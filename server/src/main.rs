@@ -17,7 +17,6 @@ fn main() -> anyhow::Result<()> {
         LogFormat::Text => subscriber.init(),
         LogFormat::Json => subscriber.json().init(),
     }
-    raise_open_file_limit();
 
     let server = allockit_server::start(config)?;
     let mut stdout = std::io::stdout().lock();
@@ -25,7 +24,6 @@ fn main() -> anyhow::Result<()> {
     stdout.flush()?;
     drop(stdout);
 
-    let trigger = server.shutdown_trigger();
     let shared = std::sync::Arc::clone(server.shared());
     let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     signals.block_on(async {
@@ -39,25 +37,11 @@ fn main() -> anyhow::Result<()> {
         tracing::info!(
             signal = name,
             in_flight = shared.connections(),
-            "shutting down: draining connections"
+            "shutting down: draining, then closing the listeners"
         );
         anyhow::Ok(())
     })?;
-    let _ = trigger;
     server.shutdown();
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Raises the soft limit on open files to the hard limit, as servers do: each connection
-/// is a descriptor (two, while a request's headers are pending).
-fn raise_open_file_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    if limit.current < limit.maximum {
-        let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
-        if let Err(error) = setrlimit(Resource::Nofile, raised) {
-            tracing::warn!(%error, "cannot raise the open-file limit");
-        }
-    }
 }

@@ -35,6 +35,7 @@ const REQUEST_BYTES_BUCKETS: &[f64] =
     &[256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 4_194_304.0, 16_777_216.0];
 
 /// Every metric of the server.
+#[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     scrape: Mutex<LastTotals>,
@@ -47,7 +48,7 @@ pub struct Metrics {
     jemalloc_metadata: IntGauge,
     jemalloc_arena_allocated: IntGaugeVec,
     jemalloc_arena_resident: IntGaugeVec,
-    jemalloc_arena_dirty_pages: IntGaugeVec,
+    jemalloc_arena_dirty: IntGaugeVec,
 
     /// `allockit_arena_resets_total`.
     pub arena_resets: IntCounter,
@@ -78,6 +79,8 @@ pub struct Metrics {
 
     request_heap_allocations: IntCounter,
     request_heap_bytes: IntCounter,
+    connection_heap_allocations: IntCounter,
+    connection_heap_bytes: IntCounter,
 
     /// `allockit_alloc_duration_seconds{allocator}`.
     pub alloc_duration: HistogramVec,
@@ -93,7 +96,7 @@ pub struct Metrics {
 }
 
 /// Totals from other sources as of the last scrape, so counters advance by the difference.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct LastTotals {
     pool_allocations: u64,
     pool_frees: u64,
@@ -103,6 +106,8 @@ struct LastTotals {
     cache_evictions: u64,
     heap_allocations: u64,
     heap_bytes: u64,
+    connection_heap_allocations: u64,
+    connection_heap_bytes: u64,
 }
 
 /// Values read from their sources for one scrape.
@@ -132,6 +137,10 @@ pub struct Snapshot {
     pub heap_allocations: u64,
     /// Request-path heap bytes.
     pub heap_bytes: u64,
+    /// General-heap allocations made while hyper drives connections.
+    pub connection_heap_allocations: u64,
+    /// Bytes of those allocations.
+    pub connection_heap_bytes: u64,
     /// The active mode.
     pub mode: Option<Mode>,
 }
@@ -229,10 +238,10 @@ impl Metrics {
                 "Resident bytes of a jemalloc arena.",
                 &["arena"],
             ),
-            jemalloc_arena_dirty_pages: gauge_vec(
+            jemalloc_arena_dirty: gauge_vec(
                 &r,
-                "jemalloc_arena_dirty_pages",
-                "Dirty pages (freed, not yet returned) of a jemalloc arena.",
+                "jemalloc_arena_dirty_bytes",
+                "Dirty bytes (pages freed, not yet returned to the OS) of a jemalloc arena.",
                 &["arena"],
             ),
 
@@ -325,6 +334,16 @@ impl Metrics {
                 "allockit_request_heap_bytes_total",
                 "Bytes of those allocations.",
             ),
+            connection_heap_allocations: counter(
+                &r,
+                "allockit_connection_heap_allocations_total",
+                "General-heap allocations made while hyper drives client connections (request heads, header maps, buffers, HTTP/2 streams), outside the route handlers.",
+            ),
+            connection_heap_bytes: counter(
+                &r,
+                "allockit_connection_heap_bytes_total",
+                "Bytes of those allocations.",
+            ),
 
             alloc_duration: histogram_vec(
                 &r,
@@ -381,7 +400,7 @@ impl Metrics {
         for (label, stats) in [("cache", &snapshot.cache_arena), ("all", &snapshot.all_arenas)] {
             self.jemalloc_arena_allocated.with_label_values(&[label]).set(stats.allocated as i64);
             self.jemalloc_arena_resident.with_label_values(&[label]).set(stats.resident as i64);
-            self.jemalloc_arena_dirty_pages.with_label_values(&[label]).set(stats.dirty_pages as i64);
+            self.jemalloc_arena_dirty.with_label_values(&[label]).set(stats.dirty_bytes as i64);
         }
         let c = &snapshot.chunks;
         self.arena_chunks.with_label_values(&["in_use"]).set(c.chunks_in_use as i64);
@@ -412,6 +431,12 @@ impl Metrics {
         advance(&self.cache_evictions, &mut last.cache_evictions, cache.evictions);
         advance(&self.request_heap_allocations, &mut last.heap_allocations, snapshot.heap_allocations);
         advance(&self.request_heap_bytes, &mut last.heap_bytes, snapshot.heap_bytes);
+        advance(
+            &self.connection_heap_allocations,
+            &mut last.connection_heap_allocations,
+            snapshot.connection_heap_allocations,
+        );
+        advance(&self.connection_heap_bytes, &mut last.connection_heap_bytes, snapshot.connection_heap_bytes);
 
         for mode in Mode::ALL {
             self.lifetime_mode

@@ -5,12 +5,13 @@ use core::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes};
 use http_body_util::Full;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ALLOW, CONNECTION, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 
-use crate::memory::PooledBuffer;
+use crate::response_pool::PooledBuffer;
 
 /// The bytes of a response.
+#[derive(Debug)]
 pub enum Payload {
     /// Rendered into a pool block; the block returns to the pool when hyper drops this,
     /// after writing it.
@@ -103,17 +104,30 @@ pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
     response
 }
 
-/// A complete raw HTTP/1.1 response with a JSON error body and `Connection: close`, for
-/// answers written straight to a socket outside hyper (connection limit, header timeout).
-pub fn raw_error(status: StatusCode, message: &str) -> Vec<u8> {
+/// Marks a response as the last on its connection (`Connection: close`): hyper then closes
+/// after writing it, and the client knows not to reuse the connection (an unread body, a
+/// timed-out one).
+pub fn closing(mut response: Response<Body>) -> Response<Body> {
+    response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// A complete raw HTTP/1.1 response with a JSON error body, `Connection: close` and the
+/// `extra` headers, for answers written straight to a socket outside hyper (connection
+/// limit, header timeout).
+pub fn raw_error(status: StatusCode, message: &str, extra: &[(&str, &str)]) -> Vec<u8> {
     let body = error_body(status, message);
-    let mut raw = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or(""),
         body.len()
-    )
-    .into_bytes();
+    );
+    for (name, value) in extra {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut raw = head.into_bytes();
     raw.extend_from_slice(&body);
     raw
 }

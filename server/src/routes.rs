@@ -15,11 +15,14 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::cache::Storage;
 use crate::config::Mode;
-use crate::heap::Armed;
+use crate::error::{Error, ErrorKind};
+use crate::global_alloc::Armed;
 use crate::json_out::JsonOut;
-use crate::memory::{RESPONSE_BYTES, Sampled};
 use crate::response::{self, Body, JSON, Payload};
-use crate::server::Worker;
+use crate::response_pool::RESPONSE_BYTES;
+use crate::sampling::Sampled;
+use crate::state::Worker;
+use crate::validate;
 use crate::workload::{self, ProfileOutcome, Refusal};
 
 /// The route label of a request (bounded: unknown paths share one label).
@@ -113,13 +116,29 @@ pub async fn handle(
         Route::User | Route::Metrics | Route::Health | Route::Ready | Route::Live => {
             response::method_not_allowed("GET, HEAD")
         }
-        Route::Unmatched => {
-            response::error(StatusCode::NOT_FOUND, &format!("no route for {}", request.uri().path()))
-        }
+        Route::Unmatched => response::error(
+            StatusCode::NOT_FOUND,
+            &format!("no route for {}", capped(request.uri().path(), ECHOED_PATH_BYTES)),
+        ),
     };
     in_flight.answered = true;
     worker.shared.metrics.http_requests.with_label_values(&[route.label(), response.status().as_str()]).inc();
     Ok(response)
+}
+
+/// Most bytes of a request's path echoed in a 404 (the path may be up to 16 KiB long).
+const ECHOED_PATH_BYTES: usize = 128;
+
+/// The first `max` bytes of `text` (at a character boundary), with `…` if cut.
+fn capped(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end]).into()
 }
 
 fn ready(worker: &Worker) -> Response<Body> {
@@ -139,44 +158,38 @@ fn metrics(worker: &Worker) -> Response<Body> {
     )
 }
 
-/// nginx's status for a request whose client went away before the answer (not standard).
-const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
-    Ok(status) => status,
-    Err(_) => panic!("499 is a valid status code"),
-};
+/// The error answer of a request. A 408 or 413 leaves the body unread, so it closes the
+/// connection.
+fn error_answer(worker: &Worker, error: &Error) -> Response<Body> {
+    let status = error.status();
+    let response = error_response(worker, status, |out| out.display(error));
+    if matches!(status, StatusCode::REQUEST_TIMEOUT | StatusCode::PAYLOAD_TOO_LARGE) {
+        response::closing(response)
+    } else {
+        response
+    }
+}
 
-/// Why `POST /v1/events` failed, and with which status.
-struct Failure {
+/// `{"error": message, "status": code}`, rendered like any other answer of request work:
+/// into the response pool (or, in heap mode, a heap block), never through a `String`.
+fn error_response(
+    worker: &Worker,
     status: StatusCode,
-    message: FailureMessage,
-}
-
-enum FailureMessage {
-    Static(&'static str),
-    Refusal(Refusal),
-    Json(serde_json::Error),
-}
-
-impl Failure {
-    fn new(status: StatusCode, message: &'static str) -> Self {
-        Self { status, message: FailureMessage::Static(message) }
-    }
-
-    fn refusal(refusal: Refusal) -> Self {
-        let status = match refusal {
-            Refusal::OutOfMemory => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::UNPROCESSABLE_ENTITY,
-        };
-        Self { status, message: FailureMessage::Refusal(refusal) }
-    }
-
-    fn into_response(self) -> Response<Body> {
-        let message = match self.message {
-            FailureMessage::Static(text) => text.to_string(),
-            FailureMessage::Refusal(refusal) => refusal.to_string(),
-            FailureMessage::Json(error) => format!("invalid batch: {error}"),
-        };
-        response::error(self.status, &message)
+    message: impl FnOnce(&mut JsonOut<'_>) -> bool,
+) -> Response<Body> {
+    let rendered = render(worker, |out| {
+        out.raw(b"{")
+            && out.key("error")
+            && message(out)
+            && out.raw(b",")
+            && out.key("status")
+            && out.number(u64::from(status.as_u16()))
+            && out.raw(b"}")
+    });
+    match rendered {
+        Ok(payload) => response::with_payload(status, JSON, payload),
+        // No response buffer left (or the message does not fit): that is the answer.
+        Err(error) => response::error(error.status(), &error.to_string()),
     }
 }
 
@@ -185,27 +198,33 @@ async fn events(worker: &Worker, request: Request<Incoming>) -> Response<Body> {
     let max = shared.config.max_body_bytes;
     let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared.is_some_and(|len| len > max) {
-        return response::error(StatusCode::PAYLOAD_TOO_LARGE, &format!("body larger than {max} bytes"));
+        return error_answer(worker, &Error::new(ErrorKind::BodyTooLarge(max)));
     }
     let body = request.into_body();
     let result = match shared.mode() {
         Mode::Heap => {
-            process(worker, body, declared, Sampled::new(Global, &worker.memory.samplers.heap), None).await
+            let alloc = Sampled::new(Global, &worker.memory.samplers.heap);
+            match read_body(worker, body, declared, alloc).await {
+                Ok(bytes) => summarize(worker, &bytes, alloc, None),
+                Err(error) => Err(error),
+            }
         }
         mode @ (Mode::Segregated | Mode::Broken) => {
             let lease = worker.memory.lease();
             let arena = lease.arena();
             let alloc = Sampled::new(arena, &worker.memory.samplers.arena);
-            let result =
-                process(worker, body, declared, alloc, (mode == Mode::Broken).then_some(arena)).await;
+            let escape_into = (mode == Mode::Broken).then_some(arena);
+            let result = match read_body(worker, body, declared, alloc).await {
+                Ok(bytes) => summarize(worker, &bytes, alloc, escape_into),
+                Err(error) => Err(error),
+            };
             // Out of request memory: the request's own limit (413), or the chunk source
             // is exhausted for everyone (503).
-            result.map_err(|failure| match failure.message {
-                FailureMessage::Refusal(Refusal::OutOfMemory) if !lease.hit_limit() => Failure::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "request memory is exhausted (every arena region is in use); try again later",
-                ),
-                _ => failure,
+            result.map_err(|error| match error.kind() {
+                ErrorKind::Refused(Refusal::OutOfMemory) if !lease.hit_limit() => {
+                    Error::new(ErrorKind::RequestMemoryExhausted)
+                }
+                _ => error,
             })
         }
     };
@@ -213,50 +232,75 @@ async fn events(worker: &Worker, request: Request<Incoming>) -> Response<Body> {
     // framing, not request work.
     match result {
         Ok(payload) => response::with_payload(StatusCode::OK, JSON, payload),
-        Err(failure) => failure.into_response(),
+        Err(error) => error_answer(worker, &error),
     }
 }
 
-/// The workload on one allocator: read the body, parse, aggregate, consult the cache,
-/// render. `escape_into` is the request arena in broken mode (new profiles escape into it).
-async fn process<A: Allocator + Copy>(
+/// Reads the body into request memory from `alloc`. Memory follows the bytes that arrived,
+/// not the bytes announced: the buffer grows (geometrically, never past the declared
+/// length) only as frames come in, and the whole body must arrive within
+/// `--body-read-timeout`.
+async fn read_body<A: Allocator + Copy>(
     worker: &Worker,
     mut body: Incoming,
     declared: Option<usize>,
     alloc: A,
-    escape_into: Option<&Arena>,
-) -> Result<Payload, Failure> {
+) -> Result<ApiVec<u8, A>, Error> {
     let shared = &worker.shared;
     let max = shared.config.max_body_bytes;
     let mut bytes: ApiVec<u8, A> = ApiVec::new_in(alloc);
-    if let Some(len) = declared {
-        let _armed = Armed::new(&shared.heap);
-        bytes.try_reserve_exact(len).map_err(|_| Failure::refusal(Refusal::OutOfMemory))?;
-    }
-    while let Some(frame) = body.frame().await {
+    let timeout = shared.config.body_read_timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let Ok(frame) = tokio::time::timeout_at(deadline, body.frame()).await else {
+            return Err(Error::new(ErrorKind::BodyTimeout(timeout)));
+        };
+        let Some(frame) = frame else { break };
         let frame = frame.map_err(|error| {
             if client_went_away(&error) {
                 // The client went away mid-body; nobody will read this answer.
-                Failure::new(CLIENT_CLOSED_REQUEST, "the client closed the connection mid-request")
+                Error::new(ErrorKind::ClientGone)
             } else {
-                Failure::new(StatusCode::BAD_REQUEST, "the request body could not be read")
+                Error::new(ErrorKind::BodyUnreadable)
             }
         })?;
         let Ok(data) = frame.into_data() else { continue };
-        if bytes.len() + data.len() > max {
-            return Err(Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "body larger than --max-body-bytes"));
+        let needed = bytes.len() + data.len();
+        if needed > max {
+            return Err(Error::new(ErrorKind::BodyTooLarge(max)));
         }
-        let _armed = Armed::new(&shared.heap);
-        bytes.try_reserve(data.len()).map_err(|_| Failure::refusal(Refusal::OutOfMemory))?;
+        if needed > bytes.capacity() {
+            let grown = needed.max(bytes.capacity() * 2).min(max).min(declared.unwrap_or(max).max(needed));
+            let _armed = Armed::new(&shared.heap);
+            bytes
+                .try_reserve_exact(grown - bytes.len())
+                .map_err(|_| Error::new(ErrorKind::Refused(Refusal::OutOfMemory)))?;
+        }
         bytes.extend_from_slice(&data);
     }
+    Ok(bytes)
+}
 
+/// The workload on one allocator, once the body is in: check, parse, aggregate, consult
+/// the cache, render. `escape_into` is the request arena in broken mode (new profiles
+/// escape into it).
+fn summarize<A: Allocator + Copy>(
+    worker: &Worker,
+    bytes: &[u8],
+    alloc: A,
+    escape_into: Option<&Arena>,
+) -> Result<Payload, Error> {
+    let shared = &worker.shared;
     let _armed = Armed::new(&shared.heap);
-    let batch = workload::parse(&bytes, alloc, &shared.limits).map_err(|(refusal, error)| match refusal {
-        Some(refusal) => Failure::refusal(refusal),
-        None => Failure { status: StatusCode::BAD_REQUEST, message: FailureMessage::Json(error) },
+    // Bad input is found by a pass that allocates nothing on the general heap; serde_json
+    // (which boxes its errors there) then parses only well-formed batches.
+    validate::check(bytes, alloc, &shared.limits).map_err(Error::invalid)?;
+    let batch = workload::parse(bytes, alloc, &shared.limits).map_err(|(refusal, error)| match refusal {
+        Some(refusal) => Error::new(ErrorKind::Refused(refusal)),
+        None => Error::json(error),
     })?;
-    let summary = workload::aggregate(&batch, alloc).map_err(Failure::refusal)?;
+    let summary =
+        workload::aggregate(&batch, alloc).map_err(|refusal| Error::new(ErrorKind::Refused(refusal)))?;
     let user = batch.user.as_str();
     let events = summary.events as u64;
     let outcome = if shared.cache.touch(user, events) {
@@ -287,8 +331,8 @@ fn client_went_away(error: &hyper::Error) -> bool {
 }
 
 /// Renders a response into the pool (or, in heap mode, a heap block).
-fn render(worker: &Worker, write: impl FnOnce(&mut JsonOut<'_>) -> bool) -> Result<Payload, Failure> {
-    let too_big = || Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "the response does not fit its buffer");
+fn render(worker: &Worker, write: impl FnOnce(&mut JsonOut<'_>) -> bool) -> Result<Payload, Error> {
+    let too_big = || Error::new(ErrorKind::DoesNotFit("the response"));
     let payload = if worker.shared.mode() == Mode::Heap {
         let mut buffer =
             worker.memory.samplers.heap.measure(|| Box::<[u8]>::new_uninit_slice(RESPONSE_BYTES));
@@ -301,7 +345,7 @@ fn render(worker: &Worker, write: impl FnOnce(&mut JsonOut<'_>) -> bool) -> Resu
     } else {
         let mut buffer = worker.memory.response_buffer().map_err(|_| {
             worker.memory.publish_pool();
-            Failure::new(StatusCode::SERVICE_UNAVAILABLE, "response buffer pool exhausted")
+            Error::new(ErrorKind::PoolExhausted)
         })?;
         let mut out = JsonOut::new(buffer.block_mut());
         if !write(&mut out) {
@@ -323,7 +367,7 @@ fn new_profile<A: Allocator>(
     user: &str,
     summary: &workload::Summary<'_, A>,
     escape_into: Option<&Arena>,
-) -> Result<Storage, Failure> {
+) -> Result<Storage, Error> {
     let mut buffer = [MaybeUninit::<u8>::uninit(); PROFILE_BYTES];
     let mut out = JsonOut::new(&mut buffer);
     let created_ms = std::time::SystemTime::now()
@@ -348,7 +392,7 @@ fn new_profile<A: Allocator>(
         && out.string(top.map_or("", |g| g.path))
         && out.raw(b"}");
     if !written {
-        return Err(Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "the profile does not fit its buffer"));
+        return Err(Error::new(ErrorKind::DoesNotFit("the profile")));
     }
     let bytes = out.as_bytes();
     let samplers = &worker.memory.samplers;
@@ -357,22 +401,29 @@ fn new_profile<A: Allocator>(
             .arena
             .measure(|| arena.alloc_escaping_slice_copy(bytes))
             .map(Storage::Escaped)
-            .map_err(|_| Failure::refusal(Refusal::OutOfMemory)),
+            .map_err(|_| Error::new(ErrorKind::Refused(Refusal::OutOfMemory))),
         None => {
             let mut copy = ApiVec::new_in(worker.shared.cache.arena());
-            samplers.cache.measure(|| copy.try_reserve_exact(bytes.len())).map_err(|_| {
-                Failure::new(StatusCode::SERVICE_UNAVAILABLE, "the cache arena is out of memory")
-            })?;
+            samplers
+                .cache
+                .measure(|| copy.try_reserve_exact(bytes.len()))
+                .map_err(|_| Error::new(ErrorKind::CacheArenaFull))?;
             copy.extend_from_slice(bytes);
             Ok(Storage::Segregated(copy.into_boxed_slice()))
         }
     }
 }
 
-fn user(worker: &Worker, id: &str) -> Response<Body> {
-    if id.is_empty() || id.contains('/') {
+/// `GET /v1/users/{id}`: the id is one path segment, percent-decoded (`jean%20luc`,
+/// `team%2Fada`).
+fn user(worker: &Worker, segment: &str) -> Response<Body> {
+    if segment.is_empty() || segment.contains('/') {
         return response::error(StatusCode::NOT_FOUND, "expected /v1/users/{id}");
     }
+    let Ok(id) = percent_encoding::percent_decode_str(segment).decode_utf8() else {
+        return response::error(StatusCode::BAD_REQUEST, "the user id is not UTF-8 once percent-decoded");
+    };
+    let id = id.as_ref();
     let found = worker.shared.cache.get(id, |view| {
         view.map(|view| {
             render(worker, |out| {
@@ -394,7 +445,9 @@ fn user(worker: &Worker, id: &str) -> Response<Body> {
     });
     match found {
         Some(Ok(payload)) => response::with_payload(StatusCode::OK, JSON, payload),
-        Some(Err(failure)) => failure.into_response(),
-        None => response::error(StatusCode::NOT_FOUND, &format!("no profile for user {id:?}")),
+        Some(Err(error)) => error_answer(worker, &error),
+        None => error_response(worker, StatusCode::NOT_FOUND, |out| {
+            out.display(format_args!("no profile for user {id:?}"))
+        }),
     }
 }

@@ -1,154 +1,49 @@
 //! Start-up, the thread-per-core workers, connections, and graceful shutdown.
 //!
-//! Each worker is one OS thread with a current-thread tokio runtime and its own
-//! `SO_REUSEPORT` listener on the same address: the kernel spreads connections across
-//! workers, and a request never changes thread, so per-worker arenas and pools need no
-//! locks. State shared by all workers (the profile cache, the chunk sources, the metrics,
-//! the mode) lives in [`Shared`].
+//! Each worker is one OS thread with a current-thread tokio runtime. The address is bound
+//! **once**, without `SO_REUSEPORT`, and every worker accepts on its own duplicate of that
+//! one listening socket (`try_clone`, a `dup`): the kernel keeps one accept queue and wakes
+//! every worker for a new connection; a worker accepts only while it holds at most one
+//! connection more than the least loaded one (`Shared::may_accept`), so bursts spread over
+//! the cores. A request never changes thread, so per-worker arenas and pools need no locks. Because nothing sets `SO_REUSEPORT`, a second process
+//! started on the same address fails with `EADDRINUSE` instead of silently taking part of
+//! the traffic (the kernel enforces it; there is no probe-then-bind race).
+//!
+//! Connections speak HTTP/1.1, or HTTP/2 over cleartext when the client opens with the
+//! HTTP/2 preface (`curl --http2-prior-knowledge`). Each connection holds one descriptor;
+//! the effective connection limit is capped to what the open-file limit allows
+//! ([`crate::descriptors`]), and beyond it a client gets 503 with `Retry-After`.
+//! State shared by all workers (the profile cache, the chunk sources, the metrics, the
+//! mode) lives in [`crate::state`]; each connection's life in [`crate::conn`]. This module
+//! keeps start-up and the accept loops.
 
-use std::cell::Cell;
-use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use allockit::{ChunkConfig, ChunkSource};
-use hyper::StatusCode;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cache::ProfileCache;
-use crate::config::{Config, Mode};
-use crate::heap::HeapCounters;
-use crate::jemalloc::{self, ArenaStats, CacheArena};
-use crate::memory::{PoolCounters, Samplers, WorkerMemory, timer_overhead_ns};
-use crate::metrics::{Metrics, Snapshot};
-use crate::response;
+use crate::config::Config;
+use crate::conn::{Builders, serve};
+use crate::error::{Error, ErrorKind};
+use crate::global_alloc::HeapCounters;
+use crate::jemalloc::CacheArena;
+use crate::metrics::Metrics;
+use crate::sampling::{Samplers, timer_overhead_ns};
+use crate::state::{Shared, Worker};
+use crate::worker_memory::WorkerMemory;
 use crate::workload::Limits;
 
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// A flag combination clap cannot check.
-    #[error("{0}")]
-    Config(String),
-    /// A listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// The chunk source could not reserve its regions.
-    #[error("cannot reserve arena regions: {0}")]
-    Chunks(#[from] allockit::ChunkError),
-    /// jemalloc refused the cache arena.
-    #[error(transparent)]
-    Jemalloc(#[from] jemalloc::JemallocError),
-    /// The cache could not reserve its index.
-    #[error(transparent)]
-    Cache(#[from] crate::cache::CacheError),
-    /// A worker thread failed to start.
-    #[error("cannot start a worker: {0}")]
-    Worker(String),
-}
-
-/// State shared by every worker and the admin listener.
-pub struct Shared {
-    /// The configuration.
-    pub config: Config,
-    /// Batch limits.
-    pub limits: Limits,
-    mode: AtomicU8,
-    /// The profile cache.
-    pub cache: ProfileCache,
-    /// The metrics.
-    pub metrics: Arc<Metrics>,
-    /// General-heap allocations made by request work.
-    pub heap: HeapCounters,
-    /// Where request arenas get their chunks.
-    pub arena_source: Arc<ChunkSource>,
-    /// Where response pools get their chunks.
-    pub pool_source: Arc<ChunkSource>,
-    pools: Mutex<Vec<Arc<PoolCounters>>>,
-    connections: AtomicUsize,
-    draining: AtomicBool,
-}
-
-impl Shared {
-    /// The active mode.
-    pub fn mode(&self) -> Mode {
-        Mode::ALL[usize::from(self.mode.load(Ordering::Relaxed))]
-    }
-
-    /// Switches the mode for requests that start from now on.
-    pub fn set_mode(&self, mode: Mode) {
-        let index = Mode::ALL.iter().position(|m| *m == mode).expect("every mode is listed");
-        self.mode.store(index as u8, Ordering::Relaxed);
-    }
-
-    /// True once shutdown has begun.
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
-    }
-
-    /// Open client connections.
-    pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::Relaxed)
-    }
-
-    /// Reads every source and renders `/metrics`.
-    pub fn render_metrics(&self) -> Vec<u8> {
-        let mut snapshot = Snapshot { mode: Some(self.mode()), ..Snapshot::default() };
-        match jemalloc::Stats::read() {
-            Ok(stats) => snapshot.jemalloc = stats,
-            Err(error) => tracing::warn!(%error, "jemalloc statistics unavailable"),
-        }
-        /// jemalloc's pseudo-index for all arenas merged (MALLCTL_ARENAS_ALL).
-        const ALL_ARENAS: u32 = 4096;
-        snapshot.cache_arena = ArenaStats::read(self.cache.arena().index()).unwrap_or_default();
-        snapshot.all_arenas = ArenaStats::read(ALL_ARENAS).unwrap_or_default();
-        snapshot.chunks = self.arena_source.stats();
-        for pool in self.pools.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            snapshot.pool_live += pool.live.load(Ordering::Relaxed);
-            snapshot.pool_free += pool.free.load(Ordering::Relaxed);
-            snapshot.pool_allocations += pool.allocations.load(Ordering::Relaxed);
-            snapshot.pool_frees += pool.frees.load(Ordering::Relaxed);
-            snapshot.pool_exhausted += pool.exhausted.load(Ordering::Relaxed);
-        }
-        snapshot.cache = self.cache.stats();
-        snapshot.heap_allocations = self.heap.allocations();
-        snapshot.heap_bytes = self.heap.bytes();
-        self.metrics.render(&snapshot)
-    }
-
-    fn count_connection_status(&self, status: StatusCode) {
-        self.metrics.http_requests.with_label_values(&["connection", status.as_str()]).inc();
-    }
-}
-
-/// One worker: shared state and its own request memory.
-pub struct Worker {
-    /// State shared with the other workers.
-    pub shared: Arc<Shared>,
-    /// This worker's arenas, pool and samplers.
-    pub memory: WorkerMemory,
-}
-
 /// A running server.
+#[derive(Debug)]
 pub struct ServerHandle {
     /// The main listener's address.
     pub addr: SocketAddr,
@@ -165,20 +60,22 @@ impl ServerHandle {
         &self.shared
     }
 
-    /// A sender that begins shutdown when `true` is sent (for signal handlers).
-    pub fn shutdown_trigger(&self) -> watch::Sender<bool> {
-        self.shutdown.clone()
-    }
-
-    /// Stops accepting, lets in-flight requests finish (up to `--shutdown-timeout`), and
-    /// waits for every thread.
+    /// Drains and stops: `/readyz` answers 503 `draining` at once while every connection
+    /// is still served for `--drain-delay` (so load balancers take this instance out);
+    /// then the listeners close, idle connections close, in-flight requests finish (up to
+    /// `--shutdown-timeout`), and every thread is joined.
     pub fn shutdown(self) {
         self.shared.draining.store(true, Ordering::Relaxed);
+        let delay = self.shared.config.drain_delay;
+        if !delay.is_zero() {
+            tracing::info!(delay = ?delay, "draining: /readyz answers 503 until the listeners close");
+            std::thread::sleep(delay);
+        }
         let _ = self.shutdown.send(true);
         self.join();
     }
 
-    /// Waits until the server has stopped (after a shutdown trigger).
+    /// Waits until every thread has stopped.
     pub fn join(self) {
         for thread in self.threads {
             let _ = thread.join();
@@ -186,12 +83,15 @@ impl ServerHandle {
     }
 }
 
-fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
-    let bind_error = |source| StartError::Bind { addr, source };
+/// Binds `addr` once, without `SO_REUSEPORT`: an address another process listens on is an
+/// error (`EADDRINUSE`), never a shared port.
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, Error> {
+    let bind_error = |source| Error::bind(addr, source);
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(bind_error)?;
+    // SO_REUSEADDR only lets a restarted server bind past connections in TIME_WAIT; on
+    // Linux it does not let two sockets listen on one address.
     socket.set_reuse_address(true).map_err(bind_error)?;
-    socket.set_reuse_port(true).map_err(bind_error)?;
     socket.set_nonblocking(true).map_err(bind_error)?;
     socket.bind(&addr.into()).map_err(bind_error)?;
     socket.listen(1024).map_err(bind_error)?;
@@ -199,9 +99,11 @@ fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
 }
 
 /// Starts the workers and the admin listener.
-pub fn start(config: Config) -> Result<ServerHandle, StartError> {
-    config.validate().map_err(StartError::Config)?;
+pub fn start(config: Config) -> Result<ServerHandle, Error> {
+    config.validate().map_err(|message| Error::new(ErrorKind::Config(message)))?;
     let workers = config.worker_count();
+    let connection_limit = crate::descriptors::connection_limit(config.max_connections, workers)
+        .map_err(|message| Error::new(ErrorKind::Config(message)))?;
     let arena_source = ChunkSource::new(ChunkConfig {
         chunk_size: config.arena_chunk_bytes,
         region_size: config.arena_region_bytes,
@@ -223,26 +125,30 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         cache,
         metrics,
         heap: HeapCounters::default(),
+        connection_heap: Arc::new(HeapCounters::default()),
+        connection_limit,
         arena_source,
         pool_source,
         pools: Mutex::new(Vec::new()),
         connections: AtomicUsize::new(0),
+        worker_load: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+        balance: tokio::sync::Notify::new(),
         draining: AtomicBool::new(false),
         config,
     });
     shared.set_mode(shared.config.mode());
 
-    let first = bind(shared.config.listen)?;
-    let addr =
-        first.local_addr().map_err(|source| StartError::Bind { addr: shared.config.listen, source })?;
-    let mut listeners = vec![first];
+    let listen = shared.config.listen;
+    let listener = bind(listen)?;
+    let addr = listener.local_addr().map_err(|source| Error::bind(listen, source))?;
+    let mut listeners = Vec::with_capacity(workers);
     for _ in 1..workers {
-        listeners.push(bind(addr)?);
+        listeners.push(listener.try_clone().map_err(|source| Error::bind(addr, source))?);
     }
+    listeners.push(listener);
     let admin_listener = bind(shared.config.admin_listen)?;
-    let admin_addr = admin_listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr: shared.config.admin_listen, source })?;
+    let admin_addr =
+        admin_listener.local_addr().map_err(|source| Error::bind(shared.config.admin_listen, source))?;
 
     let (shutdown, _) = watch::channel(false);
     let overhead = timer_overhead_ns();
@@ -252,8 +158,8 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         let stop = shutdown.subscribe();
         let thread = std::thread::Builder::new()
             .name(format!("worker-{index}"))
-            .spawn(move || run_worker(listener, shared, stop, overhead))
-            .map_err(|e| StartError::Worker(e.to_string()))?;
+            .spawn(move || run_worker(index, listener, shared, stop, overhead))
+            .map_err(Error::worker)?;
         threads.push(thread);
     }
     let admin_shared = Arc::clone(&shared);
@@ -261,14 +167,22 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     threads.push(
         std::thread::Builder::new()
             .name("admin".into())
-            .spawn(move || crate::admin::run(admin_listener, admin_shared, stop))
-            .map_err(|e| StartError::Worker(e.to_string()))?,
+            .spawn(move || crate::admin::run(admin_listener, admin_addr, admin_shared, stop))
+            .map_err(Error::worker)?,
     );
-    tracing::info!(%addr, %admin_addr, workers, mode = shared.mode().as_str(), "allockit-server listening");
+    tracing::info!(
+        %addr,
+        %admin_addr,
+        workers,
+        connection_limit,
+        mode = shared.mode().as_str(),
+        "allockit-server listening"
+    );
     Ok(ServerHandle { addr, admin_addr, shared, shutdown, threads })
 }
 
 fn run_worker(
+    index: usize,
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
@@ -296,34 +210,44 @@ fn run_worker(
     // this Rc (the last one) only after that, so the pool's blocks are all back first.
     let worker = Rc::new(Worker { shared, memory });
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, accept_loop(listener, Rc::clone(&worker), stop));
+    local.block_on(&runtime, accept_loop(index, listener, Rc::clone(&worker), stop));
     drop(local);
     drop(runtime);
     drop(worker);
 }
 
-/// Largest request head (request line and headers) accepted; beyond, hyper answers 431.
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
-
-async fn accept_loop(listener: std::net::TcpListener, worker: Rc<Worker>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    index: usize,
+    listener: std::net::TcpListener,
+    worker: Rc<Worker>,
+    mut stop: watch::Receiver<bool>,
+) {
     let listener = match TcpListener::from_std(listener) {
         Ok(listener) => listener,
         Err(error) => return tracing::error!(%error, "cannot register the listener"),
     };
     let shared = Arc::clone(&worker.shared);
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(shared.config.header_read_timeout)
-        .max_header_size(MAX_HEADER_BYTES);
+    let builders = Rc::new(Builders::new(&shared));
     let graceful = GracefulShutdown::new();
+    let connection_stop = stop.clone();
     loop {
+        let rebalanced = shared.balance.notified();
+        tokio::pin!(rebalanced);
+        rebalanced.as_mut().enable();
+        if !shared.may_accept(index) {
+            tokio::select! {
+                _ = rebalanced => continue,
+                _ = stop.wait_for(|stop| *stop) => break,
+            }
+        }
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => serve(stream, &worker, &builder, &graceful),
+                Ok((stream, _)) => {
+                    serve(index, stream, &worker, &builders, graceful.watcher(), connection_stop.clone());
+                }
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
             _ = stop.wait_for(|stop| *stop) => break,
@@ -332,135 +256,5 @@ async fn accept_loop(listener: std::net::TcpListener, worker: Rc<Worker>, mut st
     drop(listener);
     if tokio::time::timeout(shared.config.shutdown_timeout, graceful.shutdown()).await.is_err() {
         tracing::warn!("shutdown timeout: closing connections with requests still in flight");
-    }
-}
-
-/// Counts a client connection while it lives.
-struct ConnectionSlot(Arc<Shared>);
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-fn serve(stream: TcpStream, worker: &Rc<Worker>, builder: &http1::Builder, graceful: &GracefulShutdown) {
-    let shared = &worker.shared;
-    if shared.connections.fetch_add(1, Ordering::Relaxed) >= shared.config.max_connections {
-        shared.connections.fetch_sub(1, Ordering::Relaxed);
-        shared.count_connection_status(StatusCode::SERVICE_UNAVAILABLE);
-        let answer =
-            response::raw_error(StatusCode::SERVICE_UNAVAILABLE, "too many connections; try again later");
-        let _ = stream.try_write(&answer);
-        return;
-    }
-    let slot = ConnectionSlot(Arc::clone(shared));
-    let _ = stream.set_nodelay(true);
-    // A second descriptor for the socket, to answer 408 after hyper gives up on a request
-    // whose headers never completed (hyper closes without answering).
-    let late_answer = stream.as_fd().try_clone_to_owned().ok().map(std::net::TcpStream::from);
-    let counters = Rc::new(IoCounters::default());
-    let io = TokioIo::new(Tracked { stream, counters: Rc::clone(&counters) });
-    let service_worker = Rc::clone(worker);
-    let service = service_fn(move |request| crate::routes::handle(Rc::clone(&service_worker), request));
-    let connection = graceful.watch(builder.serve_connection(io, service));
-    tokio::task::spawn_local(async move {
-        let shared = Arc::clone(&slot.0);
-        if let Err(error) = connection.await {
-            on_connection_error(&shared, &error, &counters, late_answer);
-        }
-        drop(slot);
-    });
-}
-
-fn on_connection_error(
-    shared: &Shared,
-    error: &hyper::Error,
-    counters: &IoCounters,
-    late_answer: Option<std::net::TcpStream>,
-) {
-    if error.is_timeout() {
-        // Idle keep-alive connections time out too; only a started request gets a 408.
-        if counters.partial_request() {
-            shared.count_connection_status(StatusCode::REQUEST_TIMEOUT);
-            if let Some(mut socket) = late_answer {
-                let answer =
-                    response::raw_error(StatusCode::REQUEST_TIMEOUT, "request headers not received in time");
-                let _ = io::Write::write_all(&mut socket, &answer);
-            }
-        }
-    } else if error.is_parse_too_large() {
-        shared.count_connection_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-    } else if error.is_parse() {
-        shared.count_connection_status(StatusCode::BAD_REQUEST);
-    } else {
-        tracing::debug!(%error, "connection ended with an error");
-    }
-}
-
-/// Bytes a connection has read, and how many it had read when it last wrote.
-#[derive(Default)]
-struct IoCounters {
-    read: Cell<u64>,
-    read_at_last_write: Cell<u64>,
-}
-
-impl IoCounters {
-    /// True if bytes arrived since the last response: a request has started.
-    fn partial_request(&self) -> bool {
-        self.read.get() > self.read_at_last_write.get()
-    }
-}
-
-/// A TCP stream that counts its traffic in [`IoCounters`].
-struct Tracked {
-    stream: TcpStream,
-    counters: Rc<IoCounters>,
-}
-
-impl AsyncRead for Tracked {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let result = Pin::new(&mut this.stream).poll_read(cx, buf);
-        let read = (buf.filled().len() - before) as u64;
-        this.counters.read.set(this.counters.read.get() + read);
-        result
-    }
-}
-
-impl AsyncWrite for Tracked {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.stream).poll_write(cx, data);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.counters.read_at_last_write.set(this.counters.read.get());
-        }
-        result
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.counters.read_at_last_write.set(this.counters.read.get());
-        }
-        result
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }

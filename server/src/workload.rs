@@ -75,6 +75,7 @@ impl fmt::Display for Refusal {
 }
 
 /// A string of the batch: borrowed from the body, or an unescaped copy in request memory.
+#[derive(Debug)]
 pub enum Text<'de, A: Allocator> {
     /// Borrowed from the body (no escapes in the JSON).
     Borrowed(&'de str),
@@ -94,6 +95,7 @@ impl<A: Allocator> Text<'_, A> {
 }
 
 /// One event of a batch.
+#[derive(Debug)]
 pub struct Event<'de, A: Allocator> {
     /// What happened (`click`, `view`, ...).
     pub kind: Text<'de, A>,
@@ -106,6 +108,7 @@ pub struct Event<'de, A: Allocator> {
 }
 
 /// A parsed batch.
+#[derive(Debug)]
 pub struct Batch<'de, A: Allocator> {
     /// The user the batch belongs to.
     pub user: Text<'de, A>,
@@ -403,6 +406,7 @@ pub struct Group<'b> {
 }
 
 /// The aggregate of a batch: its groups, busiest first.
+#[derive(Debug)]
 pub struct Summary<'b, A: Allocator> {
     /// Events in the batch.
     pub events: usize,

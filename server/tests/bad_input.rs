@@ -1,13 +1,13 @@
 //! Every kind of bad input gets the right status and a JSON error body, the counters move,
 //! the request's arena is reset, and the server keeps serving.
 
-mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::*;
+use support::*;
 
 /// Asserts the server still answers a good batch, and that no arena chunk is left held
 /// by a request (each worker keeps at most one chunk in its idle arenas).

@@ -1,14 +1,14 @@
 //! Hostile input over raw TCP: the server answers or closes cleanly, never crashes, keeps
 //! serving others meanwhile, and its arena chunks go back to idle afterwards.
 
-mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::*;
 use proptest::prelude::*;
+use support::*;
 
 /// Sends `bytes`, then reads whatever comes back until the server closes or 2 s pass.
 /// Returns the status line's code, if any answer came.

@@ -1,12 +1,12 @@
 //! The service end to end over real sockets: the workload, the metric contract, the
 //! request-heap proof, lifetime segregation, modes, admin, and graceful shutdown.
 
-mod common;
+mod support;
 
 use std::io::Write;
 use std::time::Duration;
 
-use common::*;
+use support::*;
 
 #[test]
 fn a_known_batch_gets_its_summary() {
@@ -55,7 +55,7 @@ const CONTRACT: &[&str] = &[
     "jemalloc_metadata_bytes",
     r#"jemalloc_arena_allocated_bytes{arena="cache"}"#,
     r#"jemalloc_arena_resident_bytes{arena="cache"}"#,
-    r#"jemalloc_arena_dirty_pages{arena="cache"}"#,
+    r#"jemalloc_arena_dirty_bytes{arena="cache"}"#,
     "process_resident_memory_bytes",
     "allockit_arena_resets_total",
     "allockit_arena_allocations_total",
@@ -184,7 +184,11 @@ fn segregated_profiles_pin_nothing_while_broken_ones_pin_a_chunk_each() {
     send(broken.addr, 20, 200);
 
     assert_eq!(pinned(segregated.addr), 0.0);
-    assert_eq!(committed(segregated.addr), seg_committed, "segregated committed bytes stay flat");
+    // Flat: at most the first chunk of each worker's arena (a worker that served none of
+    // the first 20 requests commits its first chunk later; the two workers share one
+    // accept queue).
+    let flat = seg_committed.max(2.0 * 65536.0);
+    assert!(committed(segregated.addr) <= flat, "segregated committed bytes stay flat");
     assert_eq!(metric(segregated.addr, "allockit_cache_entries"), 200.0);
 
     assert_eq!(pinned(broken.addr), 200.0, "one pinned chunk per cached profile");

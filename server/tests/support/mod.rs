@@ -13,6 +13,10 @@ use clap::Parser;
 pub fn start(extra: &[&str]) -> ServerHandle {
     let mut args =
         vec!["allockit-server", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--workers", "2"];
+    // Tests stop their servers at once unless they test the drain.
+    if !extra.contains(&"--drain-delay") {
+        args.extend_from_slice(&["--drain-delay", "0s"]);
+    }
     args.extend_from_slice(extra);
     allockit_server::start(Config::parse_from(args)).expect("server starts")
 }
@@ -91,7 +95,7 @@ pub fn raw(addr: SocketAddr, bytes: &[u8]) -> Option<Reply> {
 /// A request with a body (Content-Length framing).
 pub fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Reply {
     let mut bytes = format!(
-        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();
@@ -153,4 +157,90 @@ pub fn wait_until_metric(addr: SocketAddr, sample: &str, accept: impl Fn(f64) ->
         assert!(started.elapsed() < Duration::from_secs(10), "{sample} stayed at {now:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The `allockit-server` binary, running as a child process; killed when dropped.
+pub struct Binary {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+}
+
+impl Binary {
+    /// Starts the binary (through `prefix`, e.g. `prlimit ...`, if not empty) with `args`
+    /// and environment `envs`, and reads the addresses it announces on stdout.
+    pub fn spawn(prefix: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Binary {
+        use std::io::BufRead;
+        let server = env!("CARGO_BIN_EXE_allockit-server");
+        let mut command = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut command = std::process::Command::new(program);
+                command.args(rest).arg(server);
+                command
+            }
+            None => std::process::Command::new(server),
+        };
+        command
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log", "warn"])
+            .args(args)
+            .envs(envs.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().expect("the server binary starts");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let announced: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("no address announced ({e}): {line:?}"));
+        let addr = announced["listening"].as_str().unwrap().parse().unwrap();
+        let admin_addr = announced["admin"].as_str().unwrap().parse().unwrap();
+        Binary { child, addr, admin_addr }
+    }
+
+    /// Stops the server with SIGTERM and returns what it wrote on stderr.
+    pub fn stop(mut self) -> String {
+        use std::io::Read;
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let _ = self.child.wait();
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        stderr
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the server binary with `args` expecting it to exit by itself (within 20 s); returns
+/// its exit code and stderr. A server that keeps running fails the test.
+pub fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_allockit-server"))
+        .args(["--log", "warn"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the server binary starts");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server with {args:?} kept running instead of refusing to start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    (status.code(), stderr)
 }

@@ -15,7 +15,10 @@
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
 use tikv_jemallocator::Jemalloc;
 
@@ -50,6 +53,7 @@ thread_local! {
 /// Arms heap counting on this thread until dropped (restoring what was there before, so
 /// guards nest).
 #[must_use = "counting is disarmed when the guard drops"]
+#[derive(Debug)]
 pub struct Armed {
     previous: *const HeapCounters,
 }
@@ -58,8 +62,44 @@ impl Armed {
     /// Counts this thread's general-heap allocations into `counters` while the guard lives.
     /// The counters must outlive the guard (they live in the server's shared state).
     pub fn new(counters: &HeapCounters) -> Self {
-        let previous = ARMED.with(|armed| armed.replace(counters));
+        Self::scope(Some(counters))
+    }
+
+    /// Counts into `counters`, or (`None`) counts nothing, while the guard lives.
+    pub fn scope(counters: Option<&HeapCounters>) -> Self {
+        let pointer = counters.map_or(core::ptr::null(), |c| c as *const HeapCounters);
+        let previous = ARMED.with(|armed| armed.replace(pointer));
         Self { previous }
+    }
+}
+
+/// A future whose every poll counts its general-heap allocations into one set of counters,
+/// or into none. Connections are polled under the connection counters, and route handlers
+/// (which hyper polls from inside the connection) under none, with request work arming the
+/// request counters itself: each allocation lands in exactly one place.
+#[derive(Debug)]
+pub struct Counted<F> {
+    counters: Option<Arc<HeapCounters>>,
+    inner: F,
+}
+
+impl<F> Counted<F> {
+    /// `inner`, counted into `counters` (or, with `None`, not counted).
+    pub fn new(counters: Option<Arc<HeapCounters>>, inner: F) -> Self {
+        Self { counters, inner }
+    }
+}
+
+impl<F: Future> Future for Counted<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `inner` is structurally pinned: it is never moved out of `self`, and
+        // `Counted` has no `Drop` impl and is `Unpin` only if `F` is.
+        let this = unsafe { self.get_unchecked_mut() };
+        let _armed = Armed::scope(this.counters.as_deref());
+        // SAFETY: as above; `this` came from a pinned reference.
+        unsafe { Pin::new_unchecked(&mut this.inner) }.poll(cx)
     }
 }
 
@@ -83,6 +123,7 @@ fn count(size: usize) {
 }
 
 /// jemalloc with request-path counting. Installed as the global allocator by this crate.
+#[derive(Debug)]
 pub struct CountingJemalloc;
 
 // SAFETY: every call is forwarded unchanged to jemalloc; counting touches only a
