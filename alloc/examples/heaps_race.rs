@@ -13,8 +13,8 @@
 //! `cargo bench -p allockit --bench heaps`. `HEAPS_RACE_ONLY=talc` runs only the
 //! contenders whose name contains the given text (for profiling one heap).
 
-#[path = "../benches/heaps_support/mod.rs"]
-mod heaps_support;
+#[path = "../benches/support/heaps.rs"]
+mod support;
 
 /// The harness runs on jemalloc, so that glibc's malloc (a contender, called directly as
 /// `__libc_malloc`) serves nothing but the measured trace.
@@ -23,7 +23,7 @@ static HARNESS: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::process::Command;
 
-use heaps_support::{Bench, Contender, Measurement, Start, Trace};
+use support::{Bench, Contender, Measurement, Start, Trace};
 
 const REPEATS: usize = 7;
 
@@ -98,9 +98,9 @@ fn probe_in_child(contender: &Contender, trace: &Trace) -> Probed {
 
 /// The child side: one probed run, printed as "peak-live peak-footprint".
 fn probe(contender: &str, trace: &str) {
-    let contenders = heaps_support::contenders();
+    let contenders = support::contenders();
     let contender = contenders.iter().find(|c| c.name == contender).expect("a known contender");
-    let trace = heaps_support::traces().into_iter().find(|t| t.name == trace).expect("a known trace");
+    let trace = support::traces().into_iter().find(|t| t.name == trace).expect("a known trace");
     let mut bench = Bench::new();
     let run = (contender.run)(&mut bench, &trace, Start::Probed);
     println!("{} {}", run.peak_live_bytes, run.peak_footprint_bytes);
@@ -176,9 +176,9 @@ fn main() {
     let mut bench = Bench::new();
     let filter = std::env::var("HEAPS_RACE_ONLY").unwrap_or_default();
     let contenders: Vec<Contender> =
-        heaps_support::contenders().into_iter().filter(|c| c.name.contains(filter.as_str())).collect();
+        support::contenders().into_iter().filter(|c| c.name.contains(filter.as_str())).collect();
     let mut all = Vec::new();
-    for trace in heaps_support::traces() {
+    for trace in support::traces() {
         let results = race(&mut bench, &contenders, &trace);
         print_trace(&trace, &results);
         all.push((trace.name, results));
