@@ -1,4 +1,5 @@
-//! The quick heap race: every general heap of allockit against talc, rlsf,
+//! The quick heap race: every general heap of allockit, and allockit-malloc through its
+//! `GlobalAlloc`, against talc, rlsf,
 //! linked_list_allocator, jemalloc and glibc malloc on the same traces, printed as
 //! throughput and heap efficiency, and as ratios ours / peer. Under a minute:
 //!
@@ -142,6 +143,21 @@ fn find<'r, 'c>(results: &'r [Result<'c>], name: &str) -> &'r Result<'c> {
     results.iter().find(|r| r.contender.name == name).expect("a contender of that name")
 }
 
+/// Issue 15's target for allockit-malloc, on random actions and on the request mix.
+fn print_malloc_targets(trace: &str, results: &[Result<'_>]) {
+    let malloc = find(results, "allockit-malloc");
+    let jemalloc = find(results, "jemalloc");
+    let verdict = |met: bool| if met { "met" } else { "MISSED" };
+    let ratio = malloc.ops() / jemalloc.ops();
+    println!("* allockit-malloc ≥ jemalloc throughput ({trace}): {ratio:.2} × — {}", verdict(ratio >= 1.0));
+    let efficiency = malloc.efficiency();
+    println!(
+        "* allockit-malloc heap efficiency ≥ 75% ({trace}): {:.1}% — {}",
+        100.0 * efficiency,
+        verdict(efficiency >= 0.75)
+    );
+}
+
 fn print_targets(trace: &str, random: &[Result<'_>]) {
     let sizeclass = find(random, "allockit sizeclass");
     let talc = find(random, "talc");
@@ -186,6 +202,11 @@ fn main() {
     if filter.is_empty() {
         for (name, results) in &all {
             print_targets(name, results);
+        }
+        println!("\nTargets of allockit-malloc:\n");
+        for (name, results) in all.iter().filter(|(name, _)| ["random-actions", "request-mix"].contains(name))
+        {
+            print_malloc_targets(name, results);
         }
     }
 }
