@@ -177,6 +177,20 @@ fn print_targets(trace: &str, random: &[Result<'_>]) {
     );
 }
 
+/// Which malloc this process's own C calls reach. allockit-malloc is a dependency for its
+/// `GlobalAlloc` only, without the C exports; but a cargo command that also builds
+/// allockit-malloc itself (`--workspace`) unifies its default `override` feature into this
+/// build, and then its exported `malloc` serves the whole process. The glibc and jemalloc
+/// rows measure themselves either way: they call `__libc_malloc` and jemalloc's prefixed
+/// functions.
+fn process_malloc() -> &'static str {
+    if allockit_malloc::serves_process_malloc() {
+        "This process's malloc is allockit-malloc's (its `override` feature was unified into this build)."
+    } else {
+        "This process's malloc is the C library's (allockit-malloc is linked for its GlobalAlloc only)."
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let [_, flag, contender, trace] = &args[..]
@@ -189,6 +203,7 @@ fn main() {
     println!(
         "{cores} cores; median of {REPEATS} interleaved timed runs; footprints from a fresh process each."
     );
+    println!("{}", process_malloc());
     let mut bench = Bench::new();
     let filter = std::env::var("HEAPS_RACE_ONLY").unwrap_or_default();
     let contenders: Vec<Contender> =
