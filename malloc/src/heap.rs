@@ -425,6 +425,11 @@ pub(crate) unsafe fn free_local(heap: *mut Heap, page: *mut Page, block: *mut u8
         (*page).used -= 1;
         (*heap).stats.frees.get_unchecked(usize::from((*page).class)).bump();
         if (*page).used == 0 || (*page).in_full {
+            // The only page of its class's queue stays, empty or not (no links either way):
+            // a loop of one malloc and one free must not take and give back a page each time.
+            if !(*page).in_full && (*page).prev.is_null() && (*page).next.is_null() {
+                return;
+            }
             free_local_slow(heap, page);
         }
     }
@@ -448,8 +453,7 @@ unsafe fn free_local_slow(heap: *mut Heap, page: *mut Page) {
         if (*page).used == 0 {
             let queue = h.queues.get_unchecked_mut(class);
             if queue.first == page && (*page).next.is_null() {
-                // The class's only page: keep it, or a loop of one malloc and one free
-                // would take and give back a page each time.
+                // The class's only page: kept (see free_local).
                 return;
             }
             queue.remove(page);
