@@ -24,7 +24,7 @@ mod enabled {
     use core::ptr;
 
     use crate::lock::SpinLock;
-    use crate::segment::{KIND_LARGE, Segment};
+    use crate::segment::{KIND_LARGE, KIND_LARGE_FREED, Segment};
     use crate::sys::fatal;
 
     /// Registry slots (a power of two): 1M headers, 8 MiB of address space, touched lazily.
@@ -121,6 +121,9 @@ mod enabled {
         }
         // SAFETY: the header is registered, so it is a live header of ours.
         unsafe {
+            if *header == KIND_LARGE_FREED {
+                fatal("free(): double free", block.addr());
+            }
             if *header == KIND_LARGE {
                 let large = &*header.cast::<crate::large::Large>();
                 if large.map_base.wrapping_add(large.offset) != block {
@@ -134,7 +137,9 @@ mod enabled {
                 fatal("free(): pointer is not in a page in use", block.addr());
             }
             let offset = block.addr() - (*page).start.addr();
-            if offset % (*page).block_size != 0 || offset / (*page).block_size >= (*page).capacity as usize {
+            if !offset.is_multiple_of((*page).block_size)
+                || offset / (*page).block_size >= (*page).capacity as usize
+            {
                 fatal("free(): pointer is not the start of a block", block.addr());
             }
             let marker = block.cast::<usize>().add(1);

@@ -425,6 +425,11 @@ pub(crate) unsafe fn free_local(heap: *mut Heap, page: *mut Page, block: *mut u8
         (*page).used -= 1;
         (*heap).stats.frees.get_unchecked(usize::from((*page).class)).bump();
         if (*page).used == 0 || (*page).in_full {
+            // The only page of its class's queue stays, empty or not (no links either way):
+            // a loop of one malloc and one free must not take and give back a page each time.
+            if !(*page).in_full && (*page).prev.is_null() && (*page).next.is_null() {
+                return;
+            }
             free_local_slow(heap, page);
         }
     }
@@ -440,16 +445,14 @@ unsafe fn free_local_slow(heap: *mut Heap, page: *mut Page) {
         let class = usize::from((*page).class);
         if (*page).in_full {
             h.full.get_unchecked_mut(class).remove(page);
-            (*page).in_full = false;
-            page::collect(page);
+            page::unmark_full(page);
             h.queues.get_unchecked_mut(class).push_back(page);
             h.sync_direct(class);
         }
         if (*page).used == 0 {
             let queue = h.queues.get_unchecked_mut(class);
             if queue.first == page && (*page).next.is_null() {
-                // The class's only page: keep it, or a loop of one malloc and one free
-                // would take and give back a page each time.
+                // The class's only page: kept (see free_local).
                 return;
             }
             queue.remove(page);
@@ -562,8 +565,7 @@ pub(crate) unsafe fn adopt(heap: *mut Heap, segment: *mut Segment) {
                 continue;
             }
             let class = usize::from((*page).class);
-            page::collect(page);
-            (*page).in_full = false;
+            page::unmark_full(page);
             (*page).next = ptr::null_mut();
             (*page).prev = ptr::null_mut();
             if (*page).used == 0 {
@@ -609,6 +611,9 @@ pub(crate) fn class_counts(heap: &Heap, class: usize) -> (u64, u64) {
 /// Counts a free of a block of `class` by a thread that does not own its page.
 pub(crate) fn count_remote_free(heap: *mut Heap, class: usize) {
     if heap.is_null() {
+        // A thread that never allocated has no heap to count in: one atomic add beside the
+        // compare-and-swap the remote free costs anyway.
+        crate::stats::GLOBAL.heapless_free();
         return;
     }
     // SAFETY: a non-null heap from the thread-local is the calling thread's own.

@@ -34,7 +34,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::lock::SpinLock;
 use crate::purge::PURGE_DELAY_MS;
-use crate::segment::{KIND_LARGE, SEGMENT_SIZE};
+use crate::segment::{KIND_LARGE, KIND_LARGE_FREED, SEGMENT_SIZE};
 use crate::stats::GLOBAL;
 use crate::sys;
 
@@ -176,7 +176,6 @@ pub(crate) unsafe fn resize_in_place(header: *mut u8, new_size: usize) -> bool {
 /// # Safety
 /// `header` is the header of a live large block, which the caller gives up.
 pub(crate) unsafe fn free(header: *mut u8) {
-    crate::guard::unregister(header);
     // SAFETY: the caller guarantees a live header.
     let Large { map_base, map_len, size, offset, .. } = unsafe { header.cast::<Large>().read() };
     GLOBAL.large_live(-(size as isize));
@@ -196,9 +195,14 @@ pub(crate) unsafe fn free(header: *mut u8) {
             if resident {
                 cache.resident_bytes += map_len;
             }
+            // The header stays (registered, with the guard feature) and says "freed", so a
+            // second free of the block is recognised.
+            // SAFETY: the header page is ours and stays mapped while cached.
+            unsafe { *header = KIND_LARGE_FREED };
             return;
         }
     }
+    crate::guard::unregister(header);
     GLOBAL.large_unmapped(map_len);
     if let Some(base) = NonNull::new(map_base) {
         // SAFETY: the whole mapping is ours and dead.

@@ -25,7 +25,7 @@
 //!
 //! | module | what it owns |
 //! |---|---|
-//! | [`heap`](crate) `heap` | the per-thread heap, page queues per class, the fast path |
+//! | `heap` | the per-thread heap, page queues per class, the fast path |
 //! | `page` | a page's free list, remote frees (one CAS) and their collection |
 //! | `segment` | 4 MiB aligned segments, pointer → page by address arithmetic |
 //! | `large` | blocks above 128 KiB on their own mappings, a cache of freed ones |

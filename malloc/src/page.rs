@@ -144,3 +144,17 @@ pub(crate) unsafe fn try_mark_full(page: *mut Page) -> bool {
     // SAFETY: the caller owns the page; thread_free is an atomic.
     unsafe { (*page).thread_free.compare_exchange(0, FULL_FLAG, Ordering::AcqRel, Ordering::Relaxed) }.is_ok()
 }
+
+/// Takes a page off the full state: clears [`FULL_FLAG`] and collects what other threads
+/// freed meanwhile.
+///
+/// # Safety
+/// The calling thread owns the page.
+pub(crate) unsafe fn unmark_full(page: *mut Page) {
+    // SAFETY: the caller owns the page; thread_free is an atomic.
+    unsafe {
+        (*page).in_full = false;
+        (*page).thread_free.fetch_and(!FULL_FLAG, Ordering::AcqRel);
+        collect(page);
+    }
+}

@@ -54,6 +54,8 @@ pub(crate) const CLASSES: usize = 52;
 pub(crate) const KIND_SMALL: u8 = 1;
 pub(crate) const KIND_MEDIUM: u8 = 2;
 pub(crate) const KIND_LARGE: u8 = 3;
+/// A large block's header while its mapping waits in the cache (freed).
+pub(crate) const KIND_LARGE_FREED: u8 = 4;
 
 /// The low bit of [`Page::thread_free`]: the page sits on its heap's full list, so the
 /// first remote free to it tells the heap (see [`crate::page`]).

@@ -59,6 +59,7 @@ pub(crate) struct Global {
     heaps_started: AtomicUsize,
     abandoned: AtomicUsize,
     adopted: AtomicUsize,
+    heapless_frees: AtomicUsize,
 }
 
 pub(crate) static GLOBAL: Global = Global {
@@ -74,6 +75,7 @@ pub(crate) static GLOBAL: Global = Global {
     heaps_started: AtomicUsize::new(0),
     abandoned: AtomicUsize::new(0),
     adopted: AtomicUsize::new(0),
+    heapless_frees: AtomicUsize::new(0),
 };
 
 impl Global {
@@ -118,6 +120,9 @@ impl Global {
     pub(crate) fn segment_adopted(&self) {
         self.adopted.fetch_add(1, Ordering::Relaxed);
     }
+    pub(crate) fn heapless_free(&self) {
+        self.heapless_frees.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// A snapshot of the allocator's process-wide figures (C layout: `allockit_malloc_stats`
@@ -151,9 +156,10 @@ pub struct Stats {
     pub segments_adopted: u64,
     /// Small and medium allocations, all threads.
     pub allocations: u64,
-    /// Small and medium frees, all threads (counted by the freeing thread).
+    /// Small and medium frees, all threads (counted by the freeing thread; those of threads
+    /// that never allocated are counted in total, not per class).
     pub frees: u64,
-    /// Frees of a block owned by another thread's heap.
+    /// Frees of a block owned by another thread's heap (or by none).
     pub remote_frees: u64,
 }
 
@@ -174,6 +180,8 @@ pub fn stats() -> Stats {
         heaps_started: load(&g.heaps_started),
         segments_abandoned: load(&g.abandoned),
         segments_adopted: load(&g.adopted),
+        frees: load(&g.heapless_frees),
+        remote_frees: load(&g.heapless_frees),
         ..Stats::default()
     };
     crate::thread::for_each_heap(|heap| {
