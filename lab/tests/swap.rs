@@ -30,6 +30,12 @@ fn the_workload_runs_on_every_allocator_with_rss_sampled_over_time() {
         );
         assert_eq!(run.exit, ExitOutcome::Code(0));
     }
+    let allockit = outcome.runs.iter().find(|r| r.allocator == AllocatorKind::AllockitMalloc).unwrap();
+    assert!(
+        allockit.library.ends_with("release/liballockit_malloc.so"),
+        "allockit's row runs on the workspace's release build: {}",
+        allockit.library
+    );
 
     let dir = TempDir::new("swap-test").unwrap();
     report::write_outcome(dir.path(), &outcome, &Machine::describe()).unwrap();
