@@ -98,12 +98,14 @@ def main():
 
         def goal(name, value, limit, passed, detail):
             verdict = "PASS" if passed else "MISS"
-            over = "" if passed else " (%.0f%% over)" % (100 * (value / limit - 1)) if limit else ""
+            over = "" if passed else " (%.0f%% over)" % (100 * (value / limit - 1))
             goals.append({"goal": name, "value": value, "limit": limit, "verdict": verdict, "detail": detail})
             out("- %s: %s — %s%s" % (verdict, name, detail, over))
 
         out("")
         out("## goals")
+        out("")
+        out("Judged on the %d workloads of this run (%s), from the medians." % (len(workloads), ", ".join(workloads)))
         out("")
         if "mimalloc" in ratios:
             r = ratios["mimalloc"]
