@@ -26,7 +26,10 @@ fn rss_falls_after_a_peak_of_small_and_large_blocks() {
         }
         let peak = resident();
         let footprint_at_peak = stats().footprint_bytes;
-        assert!(footprint_at_peak >= 100 << 20, "the footprint counts the touched blocks: {footprint_at_peak}");
+        assert!(
+            footprint_at_peak >= 100 << 20,
+            "the footprint counts the touched blocks: {footprint_at_peak}"
+        );
         assert!(peak >= before + (100 << 20), "the blocks are resident: {before} → {peak}");
         for block in small.into_iter().chain(large) {
             allockit_free(block);
