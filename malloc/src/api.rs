@@ -29,9 +29,30 @@ const FAST_MAX: usize = 1024;
 
 /// The class of a C `malloc(size)`: 16-byte aligned (glibc's guarantee, which compilers
 /// assume), except blocks of at most 8 bytes, which cannot hold an object needing more.
+const fn c_class_of(size: usize) -> usize {
+    if size <= MIN_BLOCK { class_of_size(MIN_BLOCK) } else { class_of_size((size + 15) & !15) }
+}
+
+/// [`c_class_of`] for every size up to [`FAST_MAX`], by `(size + 7) / 8`: each index covers
+/// eight sizes `(8(i − 1), 8i]`, which never straddle a multiple of 16, so they share a class.
+/// One load instead of the leading-zero arithmetic on the fast path (mimalloc's
+/// `pages_free_direct` serves the same purpose).
+static C_CLASSES: [u8; FAST_MAX / 8 + 1] = {
+    let mut table = [0u8; FAST_MAX / 8 + 1];
+    let mut index = 0;
+    while index < table.len() {
+        table[index] = c_class_of(index * 8) as u8;
+        index += 1;
+    }
+    table
+};
+
 #[inline(always)]
 fn c_class(size: usize) -> usize {
-    if size <= MIN_BLOCK { class_of_size(MIN_BLOCK) } else { class_of_size((size + 15) & !15) }
+    match C_CLASSES.get(size.wrapping_add(7) / 8) {
+        Some(&class) => usize::from(class),
+        None => c_class_of(size),
+    }
 }
 
 /// The page class serving `size` bytes aligned to `align` (a power of two), or `None` for
@@ -186,4 +207,19 @@ pub(crate) unsafe fn realloc(block: *mut u8, size: usize, align: usize) -> *mut 
         }
     }
     fresh
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fast_class_table_agrees_with_the_arithmetic() {
+        for size in 0..=FAST_MAX {
+            assert_eq!(c_class(size), c_class_of(size), "size {size}");
+            let block = class_size(c_class(size));
+            assert!(block >= size.max(1));
+            assert!(size <= 8 || block.is_multiple_of(16), "size {size}: block {block} is 16-byte aligned");
+        }
+    }
 }

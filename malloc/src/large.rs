@@ -56,6 +56,9 @@ pub(crate) struct Large {
     /// The block: `map_base + offset`, `size` usable bytes (a multiple of the OS page).
     pub(crate) offset: usize,
     pub(crate) size: usize,
+    /// Bytes of the mapping the block may have touched (its largest size so far and the
+    /// header page), counted in the footprint.
+    pub(crate) touched: usize,
 }
 
 /// A freed mapping kept for reuse.
@@ -65,6 +68,8 @@ struct Cached {
     len: usize,
     freed_at: u64,
     resident: bool,
+    /// Bytes counted in the footprint for it (the header page once decommitted).
+    touched: usize,
 }
 
 struct Cache {
@@ -94,6 +99,7 @@ pub(crate) fn alloc(size: usize, align: usize, zeroed: &mut bool) -> *mut u8 {
     if !aligned_high && let Some(cached) = take_cached(need) {
         *zeroed = !cached.resident;
         GLOBAL.large_reused();
+        GLOBAL.footprint(-(cached.touched as isize));
         // SAFETY: the mapping is ours and free; its first page is the header.
         unsafe { write_header(cached.base, cached.base, cached.len, offset, size) };
         return cached.base.wrapping_add(offset);
@@ -121,9 +127,13 @@ pub(crate) fn alloc(size: usize, align: usize, zeroed: &mut bool) -> *mut u8 {
 /// # Safety
 /// `header` is the start of a committed, unused page of our own mapping at `map_base`.
 unsafe fn write_header(header: *mut u8, map_base: *mut u8, map_len: usize, offset: usize, size: usize) {
+    let touched = size + page();
     // SAFETY: the caller guarantees the page is ours and writable.
-    unsafe { header.cast::<Large>().write(Large { kind: KIND_LARGE, map_base, map_len, offset, size }) };
+    unsafe {
+        header.cast::<Large>().write(Large { kind: KIND_LARGE, map_base, map_len, offset, size, touched })
+    };
     GLOBAL.large_live(size as isize);
+    GLOBAL.footprint(touched as isize);
 }
 
 fn take_cached(need: usize) -> Option<Cached> {
@@ -168,6 +178,10 @@ pub(crate) unsafe fn resize_in_place(header: *mut u8, new_size: usize) -> bool {
     }
     GLOBAL.large_live(new_size as isize - large.size as isize);
     large.size = new_size;
+    if new_size + page() > large.touched {
+        GLOBAL.footprint((new_size + page() - large.touched) as isize);
+        large.touched = new_size + page();
+    }
     true
 }
 
@@ -177,7 +191,7 @@ pub(crate) unsafe fn resize_in_place(header: *mut u8, new_size: usize) -> bool {
 /// `header` is the header of a live large block, which the caller gives up.
 pub(crate) unsafe fn free(header: *mut u8) {
     // SAFETY: the caller guarantees a live header.
-    let Large { map_base, map_len, size, offset, .. } = unsafe { header.cast::<Large>().read() };
+    let Large { map_base, map_len, size, offset, touched, .. } = unsafe { header.cast::<Large>().read() };
     GLOBAL.large_live(-(size as isize));
     let aligned_high = offset >= SEGMENT_SIZE;
     let now = sys::now_ms();
@@ -188,10 +202,8 @@ pub(crate) unsafe fn free(header: *mut u8) {
             && PURGE_DELAY_MS.load(Ordering::Relaxed) != 0;
         let free_slot = cache.slots.iter().position(Option::is_none);
         if let Some(slot) = free_slot.and_then(|index| cache.slots.get_mut(index)) {
-            if !resident {
-                decommit_block(map_base, map_len);
-            }
-            *slot = Some(Cached { base: map_base, len: map_len, freed_at: now, resident });
+            let touched = if resident { touched } else { decommit_block(map_base, map_len, touched) };
+            *slot = Some(Cached { base: map_base, len: map_len, freed_at: now, resident, touched });
             if resident {
                 cache.resident_bytes += map_len;
             }
@@ -204,21 +216,26 @@ pub(crate) unsafe fn free(header: *mut u8) {
     }
     crate::guard::unregister(header);
     GLOBAL.large_unmapped(map_len);
+    GLOBAL.footprint(-(touched as isize));
     if let Some(base) = NonNull::new(map_base) {
         // SAFETY: the whole mapping is ours and dead.
         let _ = unsafe { allockit::os::release(base, map_len) };
     }
 }
 
-/// Decommits everything of a cached mapping but its header page.
-fn decommit_block(base: *mut u8, len: usize) {
+/// Decommits everything of a cached mapping but its header page; returns what stays
+/// counted in the footprint of the `touched` bytes it had.
+fn decommit_block(base: *mut u8, len: usize, touched: usize) -> usize {
     let page = page();
-    if let Some(start) = NonNull::new(base.wrapping_add(page)) {
+    if let Some(start) = NonNull::new(base.wrapping_add(page))
         // SAFETY: a free mapping of ours; the range lies inside it.
-        if unsafe { allockit::os::decommit(start, len - page) }.is_ok() {
-            GLOBAL.purged(len - page);
-        }
+        && unsafe { allockit::os::decommit(start, len - page) }.is_ok()
+    {
+        GLOBAL.purged(touched - page);
+        GLOBAL.footprint(-((touched - page) as isize));
+        return page;
     }
+    touched
 }
 
 /// Decommits cached mappings that stayed resident longer than the purge delay.
@@ -234,7 +251,7 @@ pub(crate) fn expire_cache(now: u64) {
     let mut released = 0;
     for entry in cache.slots.iter_mut().flatten() {
         if entry.resident && entry.freed_at + delay as u64 <= now {
-            decommit_block(entry.base, entry.len);
+            entry.touched = decommit_block(entry.base, entry.len, entry.touched);
             entry.resident = false;
             released += entry.len;
         }

@@ -78,6 +78,11 @@ pub(crate) unsafe fn extend(page: *mut Page) {
     unsafe { (*block.cast::<Block>()).next = p.free };
     p.free = first.cast();
     p.capacity += count as u32;
+    let touched = (p.capacity as usize * p.block_size).next_multiple_of(4096);
+    if touched > p.resident {
+        crate::stats::GLOBAL.footprint((touched - p.resident) as isize);
+        p.resident = touched;
+    }
 }
 
 /// Takes every block other threads pushed onto the page's `thread_free` onto the local free

@@ -131,6 +131,9 @@ unsafe fn decommit_page(segment: *mut Segment, index: usize) {
             && allockit::os::decommit(start, len).is_ok()
         {
             GLOBAL.purged(len);
+            let page = Segment::page(segment, index);
+            GLOBAL.footprint(-((*page).resident as isize));
+            (*page).resident = 0;
         }
         (*segment).dirty_mask &= !(1u64 << index);
     }

@@ -101,6 +101,9 @@ pub(crate) struct Page {
     pub(crate) prev: *mut Page,
     /// When a free page became free (ms, [`crate::sys::now_ms`]), for the purge delay.
     pub(crate) freed_at: u64,
+    /// Bytes of the page slot touched since it was last purged (a multiple of 4 KiB): what
+    /// it may hold resident. Kept across reuse of the slot, for the footprint.
+    pub(crate) resident: usize,
     // -- shared --
     pub(crate) thread_free: AtomicUsize,
 }
@@ -123,6 +126,7 @@ impl Page {
             next: ptr::null_mut(),
             prev: ptr::null_mut(),
             freed_at: 0,
+            resident: 0,
             thread_free: AtomicUsize::new(0),
         }
     }
@@ -240,6 +244,7 @@ impl Segment {
         }
         crate::guard::register(segment.cast());
         GLOBAL.segment_mapped();
+        GLOBAL.footprint(SEGMENT_HEADER as isize);
         segment
     }
 
@@ -250,6 +255,12 @@ impl Segment {
     pub(crate) unsafe fn release(this: *mut Segment) {
         crate::guard::unregister(this.cast());
         GLOBAL.segment_unmapped();
+        let mut resident = SEGMENT_HEADER;
+        for index in 0..MAX_PAGES {
+            // SAFETY: a live segment; index < MAX_PAGES.
+            resident += unsafe { (*Segment::page(this, index)).resident };
+        }
+        GLOBAL.footprint(-(resident as isize));
         // SAFETY: the caller guarantees the segment is dead; it is our own mapping.
         let _ = unsafe { allockit::os::release(ptr::NonNull::new_unchecked(this.cast()), SEGMENT_SIZE) };
     }

@@ -60,6 +60,8 @@ pub(crate) struct Global {
     abandoned: AtomicUsize,
     adopted: AtomicUsize,
     heapless_frees: AtomicUsize,
+    footprint: AtomicUsize,
+    footprint_peak: AtomicUsize,
 }
 
 pub(crate) static GLOBAL: Global = Global {
@@ -76,6 +78,8 @@ pub(crate) static GLOBAL: Global = Global {
     abandoned: AtomicUsize::new(0),
     adopted: AtomicUsize::new(0),
     heapless_frees: AtomicUsize::new(0),
+    footprint: AtomicUsize::new(0),
+    footprint_peak: AtomicUsize::new(0),
 };
 
 impl Global {
@@ -120,6 +124,15 @@ impl Global {
     pub(crate) fn segment_adopted(&self) {
         self.adopted.fetch_add(1, Ordering::Relaxed);
     }
+    /// Adds `delta` bytes that may be resident (touched and not purged since).
+    pub(crate) fn footprint(&self, delta: isize) {
+        if delta >= 0 {
+            let now = self.footprint.fetch_add(delta as usize, Ordering::Relaxed) + delta as usize;
+            self.footprint_peak.fetch_max(now, Ordering::Relaxed);
+        } else {
+            self.footprint.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
     pub(crate) fn heapless_free(&self) {
         self.heapless_frees.fetch_add(1, Ordering::Relaxed);
     }
@@ -130,6 +143,13 @@ impl Global {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Bytes the allocator may hold resident now: the touched part of every page not
+    /// purged since (in 4 KiB steps), segment headers, heaps, live large blocks (with their
+    /// header page) and cached large blocks not yet purged. Address space reserved but never
+    /// touched is not counted. This is the denominator of heap efficiency.
+    pub footprint_bytes: u64,
+    /// The largest `footprint_bytes` so far.
+    pub footprint_peak_bytes: u64,
     /// Segments (4 MiB each) mapped now.
     pub segments: u64,
     /// The most segments mapped at once.
@@ -168,6 +188,8 @@ pub fn stats() -> Stats {
     let g = &GLOBAL;
     let load = |counter: &AtomicUsize| counter.load(Ordering::Relaxed) as u64;
     let mut stats = Stats {
+        footprint_bytes: load(&g.footprint),
+        footprint_peak_bytes: load(&g.footprint_peak),
         segments: load(&g.segments),
         segments_peak: load(&g.segments_peak),
         segments_total: load(&g.segments_total),
@@ -229,7 +251,13 @@ pub fn print_to_stderr() {
         mib(s.large_mapped_peak_bytes),
         s.large_reused
     );
-    let _ = writeln!(out, "  purged: {:.1} MiB", mib(s.purged_bytes));
+    let _ = writeln!(
+        out,
+        "  footprint: {:.1} MiB now, {:.1} MiB peak; purged: {:.1} MiB",
+        mib(s.footprint_bytes),
+        mib(s.footprint_peak_bytes),
+        mib(s.purged_bytes)
+    );
     out.flush_to_stderr();
     let _ = writeln!(
         out,

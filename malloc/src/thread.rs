@@ -211,6 +211,7 @@ fn take_heap() -> *mut Heap {
         // size is a multiple of its alignment); linked into the list of all heaps.
         unsafe { (*heap).all_next = pool.all };
         pool.all = heap;
+        GLOBAL.footprint(size as isize);
         heap
     };
     // SAFETY: the heap memory is ours alone now.

@@ -25,6 +25,11 @@ fn rss_falls_after_a_peak_of_small_and_large_blocks() {
             block.cast::<u8>().write_bytes(0xEE, size);
         }
         let peak = resident();
+        let footprint_at_peak = stats().footprint_bytes;
+        assert!(
+            footprint_at_peak >= 100 << 20,
+            "the footprint counts the touched blocks: {footprint_at_peak}"
+        );
         assert!(peak >= before + (100 << 20), "the blocks are resident: {before} → {peak}");
         for block in small.into_iter().chain(large) {
             allockit_free(block);
@@ -43,5 +48,8 @@ fn rss_falls_after_a_peak_of_small_and_large_blocks() {
         // the heap keeps, and the cached large blocks, are purged after the delay.
         assert!(purged >= 16 << 20, "purged only {purged} bytes");
         assert!(after + (100 << 20) <= peak, "RSS did not fall: {before} → peak {peak} → {after}");
+        // The allocator's own footprint falls with it.
+        let footprint = stats().footprint_bytes;
+        assert!(footprint + (100 << 20) <= footprint_at_peak, "footprint {footprint_at_peak} → {footprint}");
     }
 }

@@ -49,7 +49,7 @@ pub const fn class_size(class: usize) -> usize {
 /// holds for any size up to `usize::MAX / 2`, so above [`MAX_SMALL`] it names the extended
 /// classes of [`class_size`]; [`class_of`] is the lookup limited to the table.
 #[inline(always)]
-pub fn class_of_size(size: usize) -> usize {
+pub const fn class_of_size(size: usize) -> usize {
     if size <= TINY_LIMIT {
         return size.saturating_sub(1) / TINY_STEP;
     }
