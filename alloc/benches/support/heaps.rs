@@ -12,9 +12,9 @@
 //!   extent of the buffer they touched (highest block end − buffer start, in pages);
 //! * allockit's size classes: the chunks it holds (`Stats::footprint_bytes`);
 //! * allockit-malloc (through its `GlobalAlloc`, `AllocKitMalloc`): growth of the process's
-//!   resident set (`/proc/self/statm`), since it keeps no resident-bytes counter; the
-//!   harness allocates nothing from the system during a replay (its slot table is sized
-//!   beforehand), so the growth is the contender's;
+//!   resident set (`/proc/self/statm`): an outside measure, like the buffer extents above;
+//!   the harness allocates nothing during a replay (its slot table is sized before the
+//!   baseline is read), so the growth is the contender's;
 //! * jemalloc: growth of its `stats.resident`, after its caches were flushed and its
 //!   arenas purged;
 //! * glibc malloc (called as `__libc_malloc`; the harness binaries run on jemalloc as their
@@ -641,6 +641,10 @@ fn process_resident() -> usize {
 }
 
 fn run_allockit_malloc(bench: &mut Bench, trace: &Trace, start: Start) -> Measurement {
+    // The slot table comes from the harness's allocator: size it before the baseline, so
+    // that its pages are not counted as the contender's.
+    bench.slots.clear();
+    bench.slots.resize(trace.slots, EMPTY);
     let before = if start == Start::Probed { process_resident() } else { 0 };
     bench.measure(&allockit_malloc::AllocKitMalloc, trace, start, |_, _, _| {
         process_resident().saturating_sub(before)
