@@ -6,7 +6,8 @@
 //! the quick race: `cargo run --release -p allockit --example heaps_race`.
 
 #[allow(dead_code, reason = "shared with examples/heaps_race.rs, which reads the footprints")]
-mod heaps_support;
+#[path = "support/heaps.rs"]
+mod support;
 
 /// The harness runs on jemalloc, so that glibc's malloc (a contender, called directly as
 /// `__libc_malloc`) serves nothing but the measured trace.
@@ -17,8 +18,8 @@ use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_
 use std::time::Duration;
 
 fn heaps(c: &mut Criterion) {
-    let mut bench = heaps_support::Bench::new();
-    for trace in heaps_support::traces() {
+    let mut bench = support::Bench::new();
+    for trace in support::traces() {
         let mut group = c.benchmark_group(trace.name);
         group.throughput(Throughput::Elements(trace.actions.len() as u64));
         group
@@ -26,12 +27,12 @@ fn heaps(c: &mut Criterion) {
             .sample_size(10)
             .warm_up_time(Duration::from_millis(300))
             .measurement_time(Duration::from_secs(2));
-        for contender in heaps_support::contenders() {
+        for contender in support::contenders() {
             group.bench_function(contender.name, |b| {
                 b.iter_custom(|iterations| {
                     (0..iterations)
                         .map(|_| {
-                            let run = (contender.run)(&mut bench, &trace, heaps_support::Start::Timed);
+                            let run = (contender.run)(&mut bench, &trace, support::Start::Timed);
                             assert_eq!(
                                 run.failures, 0,
                                 "{} refused requests on {}",

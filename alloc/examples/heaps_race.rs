@@ -1,4 +1,5 @@
-//! The quick heap race: every general heap of allockit against talc, rlsf,
+//! The quick heap race: every general heap of allockit, and allockit-malloc through its
+//! `GlobalAlloc`, against talc, rlsf,
 //! linked_list_allocator, jemalloc and glibc malloc on the same traces, printed as
 //! throughput and heap efficiency, and as ratios ours / peer. Under a minute:
 //!
@@ -13,8 +14,8 @@
 //! `cargo bench -p allockit --bench heaps`. `HEAPS_RACE_ONLY=talc` runs only the
 //! contenders whose name contains the given text (for profiling one heap).
 
-#[path = "../benches/heaps_support/mod.rs"]
-mod heaps_support;
+#[path = "../benches/support/heaps.rs"]
+mod support;
 
 /// The harness runs on jemalloc, so that glibc's malloc (a contender, called directly as
 /// `__libc_malloc`) serves nothing but the measured trace.
@@ -23,7 +24,7 @@ static HARNESS: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::process::Command;
 
-use heaps_support::{Bench, Contender, Measurement, Start, Trace};
+use support::{Bench, Contender, Measurement, Start, Trace};
 
 const REPEATS: usize = 7;
 
@@ -98,9 +99,9 @@ fn probe_in_child(contender: &Contender, trace: &Trace) -> Probed {
 
 /// The child side: one probed run, printed as "peak-live peak-footprint".
 fn probe(contender: &str, trace: &str) {
-    let contenders = heaps_support::contenders();
+    let contenders = support::contenders();
     let contender = contenders.iter().find(|c| c.name == contender).expect("a known contender");
-    let trace = heaps_support::traces().into_iter().find(|t| t.name == trace).expect("a known trace");
+    let trace = support::traces().into_iter().find(|t| t.name == trace).expect("a known trace");
     let mut bench = Bench::new();
     let run = (contender.run)(&mut bench, &trace, Start::Probed);
     println!("{} {}", run.peak_live_bytes, run.peak_footprint_bytes);
@@ -142,6 +143,21 @@ fn find<'r, 'c>(results: &'r [Result<'c>], name: &str) -> &'r Result<'c> {
     results.iter().find(|r| r.contender.name == name).expect("a contender of that name")
 }
 
+/// Issue 15's target for allockit-malloc, on random actions and on the request mix.
+fn print_malloc_targets(trace: &str, results: &[Result<'_>]) {
+    let malloc = find(results, "allockit-malloc");
+    let jemalloc = find(results, "jemalloc");
+    let verdict = |met: bool| if met { "met" } else { "MISSED" };
+    let ratio = malloc.ops() / jemalloc.ops();
+    println!("* allockit-malloc ≥ jemalloc throughput ({trace}): {ratio:.2} × — {}", verdict(ratio >= 1.0));
+    let efficiency = malloc.efficiency();
+    println!(
+        "* allockit-malloc heap efficiency ≥ 75% ({trace}): {:.1}% — {}",
+        100.0 * efficiency,
+        verdict(efficiency >= 0.75)
+    );
+}
+
 fn print_targets(trace: &str, random: &[Result<'_>]) {
     let sizeclass = find(random, "allockit sizeclass");
     let talc = find(random, "talc");
@@ -161,6 +177,20 @@ fn print_targets(trace: &str, random: &[Result<'_>]) {
     );
 }
 
+/// Which malloc this process's own C calls reach. allockit-malloc is a dependency for its
+/// `GlobalAlloc` only, without the C exports; but a cargo command that also builds
+/// allockit-malloc itself (`--workspace`) unifies its default `override` feature into this
+/// build, and then its exported `malloc` serves the whole process. The glibc and jemalloc
+/// rows measure themselves either way: they call `__libc_malloc` and jemalloc's prefixed
+/// functions.
+fn process_malloc() -> &'static str {
+    if allockit_malloc::serves_process_malloc() {
+        "This process's malloc is allockit-malloc's (its `override` feature was unified into this build)."
+    } else {
+        "This process's malloc is the C library's (allockit-malloc is linked for its GlobalAlloc only)."
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let [_, flag, contender, trace] = &args[..]
@@ -173,12 +203,13 @@ fn main() {
     println!(
         "{cores} cores; median of {REPEATS} interleaved timed runs; footprints from a fresh process each."
     );
+    println!("{}", process_malloc());
     let mut bench = Bench::new();
     let filter = std::env::var("HEAPS_RACE_ONLY").unwrap_or_default();
     let contenders: Vec<Contender> =
-        heaps_support::contenders().into_iter().filter(|c| c.name.contains(filter.as_str())).collect();
+        support::contenders().into_iter().filter(|c| c.name.contains(filter.as_str())).collect();
     let mut all = Vec::new();
-    for trace in heaps_support::traces() {
+    for trace in support::traces() {
         let results = race(&mut bench, &contenders, &trace);
         print_trace(&trace, &results);
         all.push((trace.name, results));
@@ -186,6 +217,11 @@ fn main() {
     if filter.is_empty() {
         for (name, results) in &all {
             print_targets(name, results);
+        }
+        println!("\nTargets of allockit-malloc:\n");
+        for (name, results) in all.iter().filter(|(name, _)| ["random-actions", "request-mix"].contains(name))
+        {
+            print_malloc_targets(name, results);
         }
     }
 }

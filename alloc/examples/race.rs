@@ -6,8 +6,8 @@
 //! machine state. Criterion (`cargo bench -p allockit --bench core`) gives the full
 //! statistics.
 
-#[path = "../benches/common/core_cases.rs"]
-mod cases;
+#[path = "../benches/support/core.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -56,38 +56,44 @@ fn main() {
     println!("{:<30} {:>10} {:>10} {:>10} {:>8}", "case (ns per op)", "allockit", "peer", "peer ns", "ratio");
     let mut arena = Arena::new();
     let mut bump = Bump::new();
-    let batch = cases::BATCH as u64;
-    row("arena small alloc", batch, &mut || cases::small_arena(&mut arena), "bumpalo", &mut || {
-        cases::small_bumpalo(&mut bump)
+    let batch = support::BATCH as u64;
+    row("arena small alloc", batch, &mut || support::small_arena(&mut arena), "bumpalo", &mut || {
+        support::small_bumpalo(&mut bump)
     });
-    row("arena mixed sizes", batch, &mut || cases::mixed_arena(&mut arena), "bumpalo", &mut || {
-        cases::mixed_bumpalo(&mut bump)
+    row("arena mixed sizes", batch, &mut || support::mixed_arena(&mut arena), "bumpalo", &mut || {
+        support::mixed_bumpalo(&mut bump)
     });
     row(
         "arena vec push (per push)",
-        cases::PUSH_ELEMENTS as u64,
-        &mut || cases::vec_push_arena(&mut arena),
+        support::PUSH_ELEMENTS as u64,
+        &mut || support::vec_push_arena(&mut arena),
         "bumpalo",
-        &mut || cases::vec_push_bumpalo(&mut bump),
+        &mut || support::vec_push_bumpalo(&mut bump),
     );
     row(
         "arena tip growth (per append)",
-        cases::TIP_APPENDS as u64,
-        &mut || cases::tip_growth_arena(&mut arena),
+        support::TIP_APPENDS as u64,
+        &mut || support::tip_growth_arena(&mut arena),
         "bumpalo",
-        &mut || cases::tip_growth_bumpalo(&mut bump),
+        &mut || support::tip_growth_bumpalo(&mut bump),
     );
-    row("arena reset (8 allocs)", 1, &mut || cases::reset_arena(&mut arena), "bumpalo", &mut || {
-        cases::reset_bumpalo(&mut bump)
+    row("arena reset (8 allocs)", 1, &mut || support::reset_arena(&mut arena), "bumpalo", &mut || {
+        support::reset_bumpalo(&mut bump)
     });
-    let pool: Pool<cases::Object> = Pool::new(4).expect("the default chunk source has room");
+    let pool: Pool<support::Object> = Pool::new(4).expect("the default chunk source has room");
     row(
         "pool alloc+free 64 B",
         batch,
-        &mut || cases::pool_pairs(&pool),
+        &mut || support::pool_pairs(&pool),
         "jemalloc",
-        &mut cases::jemalloc_pairs,
+        &mut support::jemalloc_pairs,
     );
-    row("pool alloc+free 64 B", batch, &mut || cases::pool_pairs(&pool), "glibc", &mut cases::system_pairs);
+    row(
+        "pool alloc+free 64 B",
+        batch,
+        &mut || support::pool_pairs(&pool),
+        "glibc",
+        &mut support::system_pairs,
+    );
     println!("\nratio = allockit / peer time per operation; below 1.0 means allockit is faster.");
 }

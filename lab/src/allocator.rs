@@ -9,6 +9,10 @@
 //! process (`dladdr` on the resolved symbol), so a preload that silently failed is caught
 //! instead of being measured as if it had worked.
 //!
+//! Beside the four production allocators there is allockit's own, `allockit-malloc`: not
+//! installed system-wide but built in this workspace (`cargo build --release -p
+//! allockit-malloc`), so it is looked for in the workspace's target directory instead.
+//!
 //! It cannot swap allocators of statically linked programs, nor of programs that bring
 //! their own allocator (a Rust binary with a `#[global_allocator]`): the preloaded
 //! library is then mapped but unused.
@@ -31,12 +35,24 @@ pub enum AllocatorKind {
     Tcmalloc,
     /// Microsoft's mimalloc (Debian `libmimalloc2.0`).
     Mimalloc,
+    /// This workspace's `allockit-malloc` (`liballockit_malloc.so`, a release build).
+    #[serde(rename = "allockit")]
+    AllockitMalloc,
 }
 
 impl AllocatorKind {
-    /// Every allocator, glibc first (the baseline of every comparison).
+    /// Every installed production allocator, glibc first (the baseline of every comparison).
     pub const ALL: [AllocatorKind; 4] =
         [AllocatorKind::Glibc, AllocatorKind::Jemalloc, AllocatorKind::Tcmalloc, AllocatorKind::Mimalloc];
+
+    /// [`AllocatorKind::ALL`] and allockit's own malloc after them: what `swap` compares.
+    pub const WITH_ALLOCKIT: [AllocatorKind; 5] = [
+        AllocatorKind::Glibc,
+        AllocatorKind::Jemalloc,
+        AllocatorKind::Tcmalloc,
+        AllocatorKind::Mimalloc,
+        AllocatorKind::AllockitMalloc,
+    ];
 
     /// The short name used in tables and file names.
     pub fn name(self) -> &'static str {
@@ -45,31 +61,36 @@ impl AllocatorKind {
             AllocatorKind::Jemalloc => "jemalloc",
             AllocatorKind::Tcmalloc => "tcmalloc",
             AllocatorKind::Mimalloc => "mimalloc",
+            AllocatorKind::AllockitMalloc => "allockit",
         }
     }
 
-    /// The shared object's soname, looked up in the dynamic linker's cache; `None` for glibc.
+    /// The shared object's soname, looked up in the dynamic linker's cache; `None` for glibc
+    /// and for allockit's malloc, which is not installed but built in the workspace.
     pub fn soname(self) -> Option<&'static str> {
         match self {
-            AllocatorKind::Glibc => None,
+            AllocatorKind::Glibc | AllocatorKind::AllockitMalloc => None,
             AllocatorKind::Jemalloc => Some("libjemalloc.so.2"),
             AllocatorKind::Tcmalloc => Some("libtcmalloc_minimal.so.4"),
             AllocatorKind::Mimalloc => Some("libmimalloc.so.2"),
         }
     }
 
-    /// The Debian package that ships the shared object; `None` for glibc.
+    /// The Debian package that ships the shared object; `None` for glibc and allockit.
     pub fn debian_package(self) -> Option<&'static str> {
         match self {
-            AllocatorKind::Glibc => None,
+            AllocatorKind::Glibc | AllocatorKind::AllockitMalloc => None,
             AllocatorKind::Jemalloc => Some("libjemalloc2"),
             AllocatorKind::Tcmalloc => Some("libtcmalloc-minimal4"),
             AllocatorKind::Mimalloc => Some("libmimalloc2.0"),
         }
     }
 
-    /// The command that installs this allocator on Debian or Ubuntu.
+    /// The command that installs this allocator on Debian or Ubuntu (for allockit's: builds it).
     pub fn install_command(self) -> Option<String> {
+        if self == AllocatorKind::AllockitMalloc {
+            return Some(format!("cargo build --release -p {ALLOCKIT_MALLOC_PACKAGE}"));
+        }
         self.debian_package().map(|package| format!("sudo apt-get install -y {package}"))
     }
 
@@ -82,6 +103,8 @@ impl AllocatorKind {
             Some(AllocatorKind::Tcmalloc)
         } else if file.starts_with("libmimalloc") {
             Some(AllocatorKind::Mimalloc)
+        } else if file.starts_with(ALLOCKIT_MALLOC_FILE) {
+            Some(AllocatorKind::AllockitMalloc)
         } else if file.starts_with("libc.so") || file.starts_with("libc-") {
             Some(AllocatorKind::Glibc)
         } else {
@@ -95,6 +118,12 @@ impl std::fmt::Display for AllocatorKind {
         f.write_str(self.name())
     }
 }
+
+/// The package that builds allockit's malloc.
+const ALLOCKIT_MALLOC_PACKAGE: &str = "allockit-malloc";
+
+/// The file name of allockit's malloc in a cargo profile directory.
+const ALLOCKIT_MALLOC_FILE: &str = "liballockit_malloc.so";
 
 /// Where an allocator can be found on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,7 +174,20 @@ pub fn locate(kind: AllocatorKind) -> Located {
     locate_in(kind, &linker_cache())
 }
 
+/// Finds each of `kinds`, in that order.
+pub fn locate_each(kinds: &[AllocatorKind]) -> Vec<Located> {
+    let cache = linker_cache();
+    kinds.iter().map(|&kind| locate_in(kind, &cache)).collect()
+}
+
 fn locate_in(kind: AllocatorKind, cache: &str) -> Located {
+    if kind == AllocatorKind::AllockitMalloc {
+        let availability = match allockit_malloc_library() {
+            Some(path) => Availability::Library(path),
+            None => Availability::Missing { install: kind.install_command().unwrap_or_default() },
+        };
+        return Located { kind, availability };
+    }
     let availability = match kind.soname() {
         None => Availability::Builtin,
         Some(soname) => match find_in_linker_cache(cache, soname) {
@@ -154,6 +196,27 @@ fn locate_in(kind: AllocatorKind, cache: &str) -> Located {
         },
     };
     Located { kind, availability }
+}
+
+/// The release build of allockit's malloc in this workspace's target directory.
+///
+/// Looks in `$CARGO_TARGET_DIR/release` when that is set, then in a `release` directory
+/// beside each directory above the running binary (the lab binary lives in
+/// `target/release` or `target/debug`, its tests in `target/debug/deps`), and last in the
+/// target directory of the workspace the lab was built in.
+pub fn allockit_malloc_library() -> Option<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        candidates.push(PathBuf::from(dir).join("release").join(ALLOCKIT_MALLOC_FILE));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1) {
+            candidates.push(dir.join("release").join(ALLOCKIT_MALLOC_FILE));
+        }
+    }
+    candidates
+        .push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release").join(ALLOCKIT_MALLOC_FILE));
+    candidates.into_iter().find(|path| path.is_file())
 }
 
 /// The output of `ldconfig -p` (empty when ldconfig cannot be run).
@@ -258,6 +321,7 @@ mod tests {
             ("/usr/lib/x/libjemalloc.so.2", Some(AllocatorKind::Jemalloc)),
             ("/usr/lib/x/libtcmalloc_minimal.so.4", Some(AllocatorKind::Tcmalloc)),
             ("/usr/lib/x/libmimalloc.so.2.0", Some(AllocatorKind::Mimalloc)),
+            ("/w/target/release/liballockit_malloc.so", Some(AllocatorKind::AllockitMalloc)),
             ("/lib/x/libc.so.6", Some(AllocatorKind::Glibc)),
             ("/lib/x/libfoo.so", None),
         ];
@@ -279,5 +343,14 @@ mod tests {
             Availability::Missing { install: "sudo apt-get install -y libmimalloc2.0".to_owned() }
         );
         assert!(!located.is_available());
+    }
+
+    #[test]
+    fn allockit_malloc_is_built_not_installed() {
+        assert_eq!(AllocatorKind::AllockitMalloc.soname(), None);
+        assert_eq!(
+            AllocatorKind::AllockitMalloc.install_command().as_deref(),
+            Some("cargo build --release -p allockit-malloc")
+        );
     }
 }

@@ -93,7 +93,7 @@ enum Command {
         #[command(flatten)]
         trace: TraceArgs,
     },
-    /// Task 9: the same binary (or `-- CMD ARGS...`) under glibc, jemalloc, tcmalloc, mimalloc
+    /// Task 9: the same binary (or `-- CMD ARGS...`) under glibc, jemalloc, tcmalloc, mimalloc, allockit-malloc
     Swap {
         #[command(flatten)]
         common: Common,

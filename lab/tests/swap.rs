@@ -9,9 +9,13 @@ use allockit_lab::swap::{self, SwapOptions, Workload};
 fn the_workload_runs_on_every_allocator_with_rss_sampled_over_time() {
     let workload = Workload::quick();
     let outcome = swap::run(common::lab_exe(), &SwapOptions::for_workload(workload.clone())).unwrap();
-    assert!(outcome.missing.is_empty(), "{:?}", outcome.missing);
+    assert!(
+        outcome.missing.is_empty(),
+        "scripts/test installs the peers and builds allockit-malloc (release) first: {:?}",
+        outcome.missing
+    );
     let kinds: Vec<AllocatorKind> = outcome.runs.iter().map(|r| r.allocator).collect();
-    assert_eq!(kinds, AllocatorKind::ALL);
+    assert_eq!(kinds, AllocatorKind::WITH_ALLOCKIT);
     for run in &outcome.runs {
         let report = run.workload.expect("the built-in workload reports its counts");
         assert_eq!(report.requests, (workload.threads * workload.requests_per_thread) as u64);
@@ -26,11 +30,17 @@ fn the_workload_runs_on_every_allocator_with_rss_sampled_over_time() {
         );
         assert_eq!(run.exit, ExitOutcome::Code(0));
     }
+    let allockit = outcome.runs.iter().find(|r| r.allocator == AllocatorKind::AllockitMalloc).unwrap();
+    assert!(
+        allockit.library.ends_with("release/liballockit_malloc.so"),
+        "allockit's row runs on the workspace's release build: {}",
+        allockit.library
+    );
 
     let dir = TempDir::new("swap-test").unwrap();
     report::write_outcome(dir.path(), &outcome, &Machine::describe()).unwrap();
     let series = std::fs::read_to_string(dir.path().join("swap-rss.csv")).unwrap();
-    for kind in AllocatorKind::ALL {
+    for kind in AllocatorKind::WITH_ALLOCKIT {
         assert!(series.lines().any(|l| l.starts_with(&format!("{kind},"))), "{kind} has an RSS curve");
     }
     assert!(common::is_png(&dir.path().join("swap-rss.png")));
@@ -41,7 +51,7 @@ fn the_workload_runs_on_every_allocator_with_rss_sampled_over_time() {
 fn any_command_runs_under_each_allocator_and_the_preload_is_seen_mapped() {
     let command = vec!["sleep".to_owned(), "0.2".to_owned()];
     let outcome = swap::run(common::lab_exe(), &SwapOptions::for_command(command)).unwrap();
-    assert_eq!(outcome.runs.len(), 4);
+    assert_eq!(outcome.runs.len(), AllocatorKind::WITH_ALLOCKIT.len());
     for run in &outcome.runs {
         assert_eq!(run.exit, ExitOutcome::Code(0));
         assert!(run.wall_secs > 0.0 && !run.rss.is_empty() && run.peak_rss_bytes > 0);

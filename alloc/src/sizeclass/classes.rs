@@ -23,22 +23,33 @@ pub const CLASS_SIZES: [usize; CLASS_COUNT] = {
     let mut table = [0; CLASS_COUNT];
     let mut class = 0;
     while class < CLASS_COUNT {
-        table[class] = if class < TINY_CLASSES {
-            (class + 1) * TINY_STEP
-        } else {
-            let doubling = (class - TINY_CLASSES) / 4;
-            let step = (class - TINY_CLASSES) % 4;
-            (5 + step) << (doubling + 4)
-        };
+        table[class] = class_size(class);
         class += 1;
     }
     table
 };
 
-/// The class of a request of `size` bytes (alignment at most 8); `size` must be at most
-/// [`MAX_SMALL`]. Zero-size requests share the smallest class.
+/// The size of class `class`, following the same rule past the table: classes from
+/// [`CLASS_COUNT`] on continue four per doubling above [`MAX_SMALL`] (20 KiB, 24 KiB, 28 KiB,
+/// 32 KiB, 40 KiB, …), for allocators that serve medium sizes from slabs too
+/// (allockit-malloc does, up to 128 KiB). `class` must stay below 240 (the sizes then stay
+/// far below `usize::MAX`).
+pub const fn class_size(class: usize) -> usize {
+    if class < TINY_CLASSES {
+        (class + 1) * TINY_STEP
+    } else {
+        let doubling = (class - TINY_CLASSES) / 4;
+        let step = (class - TINY_CLASSES) % 4;
+        (5 + step) << (doubling + 4)
+    }
+}
+
+/// The class of a request of `size` bytes (alignment at most 8): the smallest class whose
+/// [`class_size`] holds it. Zero-size requests share the smallest class. The arithmetic
+/// holds for any size up to `usize::MAX / 2`, so above [`MAX_SMALL`] it names the extended
+/// classes of [`class_size`]; [`class_of`] is the lookup limited to the table.
 #[inline(always)]
-pub fn class_of_size(size: usize) -> usize {
+pub const fn class_of_size(size: usize) -> usize {
     if size <= TINY_LIMIT {
         return size.saturating_sub(1) / TINY_STEP;
     }
@@ -76,6 +87,19 @@ mod tests {
         assert_eq!(&CLASS_SIZES[36..], &[10240, 12288, 14336, 16384]);
         assert!(CLASS_SIZES.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(CLASS_SIZES[CLASS_COUNT - 1], MAX_SMALL);
+    }
+
+    #[test]
+    fn extended_classes_continue_the_rule_and_the_lookup_finds_them() {
+        assert_eq!(class_size(CLASS_COUNT), 20 * 1024);
+        for class in CLASS_COUNT..CLASS_COUNT + 12 {
+            let size = class_size(class);
+            assert!(size > class_size(class - 1));
+            assert_eq!(class_of_size(size), class);
+            assert_eq!(class_of_size(size - 1), class);
+            assert_eq!(class_of_size(class_size(class - 1) + 1), class);
+        }
+        assert_eq!(class_size(CLASS_COUNT + 11), 128 * 1024);
     }
 
     #[test]

@@ -85,7 +85,9 @@ use crate::guard;
 use crate::heap::{HeapError, SpanSource};
 use crate::stats::Stats;
 
-pub use classes::{CLASS_COUNT, CLASS_SIZES, MAX_SMALL, MAX_SMALL_ALIGN, class_of};
+pub use classes::{
+    CLASS_COUNT, CLASS_SIZES, MAX_SMALL, MAX_SMALL_ALIGN, class_of, class_of_size, class_size,
+};
 
 /// Counters of one size class.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

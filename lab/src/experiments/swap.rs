@@ -1,4 +1,4 @@
-//! Task 9: the same program on glibc, jemalloc, tcmalloc and mimalloc.
+//! Task 9: the same program on glibc, jemalloc, tcmalloc, mimalloc and allockit's own malloc.
 //!
 //! The lab binary (on the system allocator) re-executes itself once per allocator, with
 //! that allocator in `LD_PRELOAD`, running [`Workload`]: several threads serving
@@ -302,7 +302,7 @@ pub fn run(exe: &Path, options: &SwapOptions) -> Result<SwapOutcome, LabError> {
     }
     let mut runs = Vec::new();
     let mut missing = Vec::new();
-    for located in allocator::locate_all() {
+    for located in allocator::locate_each(&AllocatorKind::WITH_ALLOCKIT) {
         if let Availability::Missing { install } = &located.availability {
             missing.push((located.kind, install.clone()));
             continue;
@@ -583,7 +583,10 @@ impl Outcome for SwapOutcome {
          (gperftools) has per-thread caches over central free lists per size class and a page \
          heap that returns spans slowly (`TCMALLOC_RELEASE_RATE`). **mimalloc** shards free \
          lists per page, with a separate list for frees from other threads, and gives each \
-         thread its own segments, which keeps both local and remote frees cheap. Which of them \
+         thread its own segments, which keeps both local and remote frees cheap. **allockit** \
+         (this workspace's `allockit-malloc`, docs/malloc.md) follows mimalloc's template with \
+         allockit's own size classes and OS layer: per-thread heaps, pages per size class with a \
+         list for remote frees, and empty pages decommitted after a delay. Which of them \
          gives memory back once the workload has freed everything is the last column, \
          measured.\n\n\
          Read the table as ratios to glibc measured in the same run; one run per allocator on \

@@ -11,6 +11,10 @@
 //! * heaps over a buffer (talc, linked_list_allocator, rlsf, allockit's free list): the
 //!   extent of the buffer they touched (highest block end − buffer start, in pages);
 //! * allockit's size classes: the chunks it holds (`Stats::footprint_bytes`);
+//! * allockit-malloc (through its `GlobalAlloc`, `AllocKitMalloc`): growth of the process's
+//!   resident set (`/proc/self/statm`): an outside measure, like the buffer extents above;
+//!   the harness allocates nothing during a replay (its slot table is sized before the
+//!   baseline is read), so the growth is the contender's;
 //! * jemalloc: growth of its `stats.resident`, after its caches were flushed and its
 //!   arenas purged;
 //! * glibc malloc (called as `__libc_malloc`; the harness binaries run on jemalloc as their
@@ -505,6 +509,7 @@ pub fn contenders() -> Vec<Contender> {
             ours: true,
             run: |b, t, s| run_freelist(b, t, s, Placement::BestFit, FreeOrder::Lifo),
         },
+        Contender { name: "allockit-malloc", ours: true, run: run_allockit_malloc },
         Contender { name: "talc", ours: false, run: run_talc },
         Contender { name: "rlsf", ours: false, run: run_rlsf },
         Contender { name: "linked_list_allocator", ours: false, run: run_linked_list },
@@ -622,6 +627,28 @@ fn run_linked_list(bench: &mut Bench, trace: &Trace, start: Start) -> Measuremen
     // SAFETY: the buffer is ours for this run.
     unsafe { (*heap.0.get()).init(buffer.as_mut_ptr(), buffer.len()) };
     bench.measure(&heap, trace, start, |bench, _, replay| bench.extent(replay))
+}
+
+/// Bytes of this process resident in memory now (`/proc/self/statm`, second field).
+fn process_resident() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .expect("statm's second field is the resident page count");
+    pages * os::page_size()
+}
+
+fn run_allockit_malloc(bench: &mut Bench, trace: &Trace, start: Start) -> Measurement {
+    // The slot table comes from the harness's allocator: size it before the baseline, so
+    // that its pages are not counted as the contender's.
+    bench.slots.clear();
+    bench.slots.resize(trace.slots, EMPTY);
+    let before = if start == Start::Probed { process_resident() } else { 0 };
+    bench.measure(&allockit_malloc::AllocKitMalloc, trace, start, |_, _, _| {
+        process_resident().saturating_sub(before)
+    })
 }
 
 fn jemalloc_resident() -> usize {
