@@ -14,17 +14,17 @@
 //! when it leaves its 4 MiB, 8 MiB, … reservation (glibc uses `mremap` for the same).
 //!
 //! **The cache.** Python, compilers and realloc-growth loops allocate and free blocks of
-//! 100 KiB–1 MiB constantly; a system call pair per block would dominate. Up to 16 freed
+//! 100 KiB–1 MiB constantly; a system call pair per block would dominate. Up to 64 freed
 //! mappings stay cached, reused by the next large request that fits (any request up to the
-//! mapping's size, down to a quarter of it); after the purge delay the cached ones are
-//! decommitted (kept reserved, no longer resident); beyond `ALLOCKIT_LARGE_CACHE_MB`
+//! mapping's size, down to a quarter of it); after ten purge delays (100 ms by default) the
+//! cached ones are decommitted (kept reserved, no longer resident); beyond `ALLOCKIT_LARGE_CACHE_MB`
 //! resident bytes a freed block is decommitted at once. jemalloc keeps freed extents of
 //! every size in its arenas' dirty and muzzy lists; tcmalloc's page heap keeps spans.
 //!
 //! **What it cannot do.** Share a mapping between blocks; so many live blocks of 129 KiB
 //! each cost 4 MiB of address space each (not memory: only their pages are resident).
 //!
-//! **Complexity.** Allocation and free: a lock and a scan of 16 cache slots; a cache miss
+//! **Complexity.** Allocation and free: a lock and a scan of 64 cache slots; a cache miss
 //! costs four system calls (reserve aligned, commit), a free beyond the cache one (`munmap`).
 //!
 //! **Debug support.** With `guard`, large headers are entered in the registry like segments.
@@ -39,9 +39,19 @@ use crate::stats::GLOBAL;
 use crate::sys;
 
 /// `ALLOCKIT_LARGE_CACHE_MB` in bytes: resident bytes of cached large mappings.
-pub(crate) static CACHE_BYTES: AtomicUsize = AtomicUsize::new(64 << 20);
+/// 256 MiB by default: a workload that keeps replacing blocks of a few MiB (a window of
+/// buffers per thread) finds its freed mappings still resident instead of faulting fresh
+/// zeroed pages in for every block (with 64 MiB and 16 slots allockit-malloc took 9 × the
+/// page faults of mimalloc on `scripts/bench-malloc`'s `large`).
+pub(crate) static CACHE_BYTES: AtomicUsize = AtomicUsize::new(256 << 20);
 
-const CACHE_SLOTS: usize = 16;
+/// Cached mappings at most.
+const CACHE_SLOTS: usize = 64;
+
+/// A cached large mapping stays resident this many purge delays (mimalloc's
+/// `arena_purge_mult` is 10 too): reuse of a freed large block is the common case, and
+/// faulting a large block's pages in again costs more than a small page's.
+const LARGE_DELAY_MULTIPLIER: i64 = 10;
 
 /// The header of a large block. Written when the block is allocated and read by whichever
 /// thread frees or resizes it (which then holds the block exclusively).
@@ -238,12 +248,14 @@ fn decommit_block(base: *mut u8, len: usize, touched: usize) -> usize {
     touched
 }
 
-/// Decommits cached mappings that stayed resident longer than the purge delay.
+/// Decommits cached mappings that stayed resident longer than
+/// [`LARGE_DELAY_MULTIPLIER`] purge delays.
 pub(crate) fn expire_cache(now: u64) {
     let delay = PURGE_DELAY_MS.load(Ordering::Relaxed);
     if delay < 0 {
         return;
     }
+    let delay = delay.saturating_mul(LARGE_DELAY_MULTIPLIER);
     let mut cache = CACHE.lock();
     if cache.resident_bytes == 0 {
         return;

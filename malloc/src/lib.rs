@@ -40,7 +40,7 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `ALLOCKIT_PURGE_DELAY_MS` | 10 | how long an empty page or cached large block stays resident before it is decommitted (`MADV_DONTNEED`); 0 at once; negative never |
-//! | `ALLOCKIT_LARGE_CACHE_MB` | 64 | resident bytes of freed large blocks kept for reuse (at most 16 blocks) |
+//! | `ALLOCKIT_LARGE_CACHE_MB` | 256 | resident bytes of freed large blocks kept for reuse (at most 64 mappings), decommitted after ten purge delays |
 //! | `ALLOCKIT_SHOW_STATS` | 0 | 1: print totals and per-class figures to stderr at exit |
 //!
 //! ## Features, and keeping the C names out of Rust programs

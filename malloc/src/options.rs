@@ -4,7 +4,7 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `ALLOCKIT_PURGE_DELAY_MS` | 10 | how long an empty page (and a cached large block) stays resident before it is decommitted; 0 at once, negative never |
-//! | `ALLOCKIT_LARGE_CACHE_MB` | 64 | resident bytes of freed large blocks kept for reuse (up to 16 blocks) |
+//! | `ALLOCKIT_LARGE_CACHE_MB` | 256 | resident bytes of freed large blocks kept for reuse (up to 64 mappings), decommitted after ten purge delays |
 //! | `ALLOCKIT_SHOW_STATS` | 0 | 1: print totals and per-class figures to stderr at exit |
 //!
 //! **What it cannot do.** Change an option after start-up.

@@ -29,6 +29,22 @@ use core::sync::atomic::Ordering;
 use crate::heap::Heap;
 use crate::segment::{Block, FULL_FLAG, Page};
 
+/// `thread_free`'s top 16 bits count the blocks on the list (a page holds at most
+/// 64 KiB / 8 B = 8,192 blocks; user-space addresses stay below bit 47 on x86-64 and
+/// below bit 48 on AArch64), so collecting needs no walk.
+const COUNT_SHIFT: u32 = 48;
+/// One block in the count.
+const COUNT_ONE: usize = 1 << COUNT_SHIFT;
+/// The list's head pointer inside `thread_free`.
+const PTR_MASK: usize = (COUNT_ONE - 1) & !FULL_FLAG;
+const _: () = {
+    use crate::segment::{MAX_PAGES, SEGMENT_SIZE, SMALL_MAX};
+    let max_count = 1 << (usize::BITS - COUNT_SHIFT);
+    // Small pages: a 64 KiB page of 8-byte blocks. Medium: 512 KiB of blocks above SMALL_MAX.
+    assert!(SEGMENT_SIZE / MAX_PAGES / 8 < max_count, "a small page's block count fits");
+    assert!(512 * 1024 / SMALL_MAX < max_count, "a medium page's block count fits");
+};
+
 /// Blocks carved per extension: about 4 KiB worth, at least one (touching memory lazily
 /// keeps a page that is barely used from being resident).
 const EXTEND_BYTES: usize = 4096;
@@ -96,17 +112,20 @@ pub(crate) unsafe fn collect(page: *mut Page) -> u32 {
     if p.thread_free.load(Ordering::Relaxed) & !FULL_FLAG == 0 {
         return 0;
     }
-    let head = (p.thread_free.swap(0, Ordering::Acquire) & !FULL_FLAG) as *mut Block;
-    let mut count = 1;
-    let mut tail = head;
-    // SAFETY: the list was built by remote frees of blocks of this page, each linked with
-    // Release ordering before the CAS our Acquire swap read.
-    unsafe {
-        while !(*tail).next.is_null() {
-            tail = (*tail).next;
-            count += 1;
+    let word = p.thread_free.swap(0, Ordering::Acquire);
+    let head = (word & PTR_MASK) as *mut Block;
+    let count = (word >> COUNT_SHIFT) as u32;
+    debug_assert!(!head.is_null() && count > 0);
+    if !p.free.is_null() {
+        let mut tail = head;
+        // SAFETY: the list was built by remote frees of blocks of this page, each linked
+        // with Release ordering before the CAS our Acquire swap read.
+        unsafe {
+            while !(*tail).next.is_null() {
+                tail = (*tail).next;
+            }
+            (*tail).next = p.free;
         }
-        (*tail).next = p.free;
     }
     p.free = head;
     p.used -= count;
@@ -126,8 +145,8 @@ pub(crate) unsafe fn free_remote(page: *mut Page, block: *mut u8, owner: *mut He
     let mut old = thread_free.load(Ordering::Relaxed);
     loop {
         // SAFETY: the block is ours to write until the CAS publishes it.
-        unsafe { (*block).next = (old & !FULL_FLAG) as *mut Block };
-        let new = block.addr() | (old & FULL_FLAG);
+        unsafe { (*block).next = (old & PTR_MASK) as *mut Block };
+        let new = block.addr() | (old & FULL_FLAG) | ((old & !(PTR_MASK | FULL_FLAG)) + COUNT_ONE);
         match thread_free.compare_exchange_weak(old, new, Ordering::Release, Ordering::Relaxed) {
             Ok(_) => break,
             Err(current) => old = current,

@@ -1,5 +1,5 @@
-//! RSS falls after a peak: empty pages and cached large blocks are decommitted once the
-//! purge delay (10 ms by default) has passed. Alone in its binary, so that no other test
+//! RSS falls after a peak: empty pages are decommitted once the purge delay (10 ms by
+//! default) has passed, cached large blocks after ten delays. Alone in its binary, so that no other test
 //! moves this process's RSS meanwhile.
 
 use std::thread::sleep;
@@ -35,12 +35,15 @@ fn rss_falls_after_a_peak_of_small_and_large_blocks() {
             allockit_free(block);
         }
         // The pages are free but still resident until the delay passes and the heap next
-        // takes a slow path (here: pages of a class not used before).
+        // takes a slow path (here: pages of a class not used before); cached large blocks
+        // after ten delays (100 ms), at the next large free.
         sleep(Duration::from_millis(50));
         for _ in 0..3 {
+            let nudge = allockit_malloc(300 << 10);
+            allockit_free(nudge);
             let nudge: Vec<_> = (0..64).map(|_| allockit_malloc(5000)).collect();
             nudge.into_iter().for_each(|block| allockit_free(block));
-            sleep(Duration::from_millis(20));
+            sleep(Duration::from_millis(60));
         }
         let after = resident();
         let purged = stats().purged_bytes - purged_before;
