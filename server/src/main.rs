@@ -19,17 +19,20 @@ fn main() -> anyhow::Result<()> {
     }
 
     let server = allockit_server::start(config)?;
+    // The signal handlers are in place before the address is announced: whoever reads the
+    // line may send SIGTERM at once, and must get a graceful stop, not the default action.
+    let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (mut interrupt, mut terminate) = signals.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        anyhow::Ok((signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?))
+    })?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, r#"{{"listening":"{}","admin":"{}"}}"#, server.addr, server.admin_addr)?;
     stdout.flush()?;
     drop(stdout);
 
     let shared = std::sync::Arc::clone(server.shared());
-    let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     signals.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut terminate = signal(SignalKind::terminate())?;
         let name = tokio::select! {
             _ = interrupt.recv() => "SIGINT",
             _ = terminate.recv() => "SIGTERM",
@@ -39,8 +42,7 @@ fn main() -> anyhow::Result<()> {
             in_flight = shared.connections(),
             "shutting down: draining, then closing the listeners"
         );
-        anyhow::Ok(())
-    })?;
+    });
     server.shutdown();
     tracing::info!("stopped");
     Ok(())
