@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::ptr;
 
-use support::{CApi, errno, linked, loaded, set_errno};
 use proptest::prelude::*;
+use support::{CApi, errno, linked, loaded, set_errno};
 
 #[derive(Clone, Copy, Debug)]
 enum AllocKind {
