@@ -13,10 +13,10 @@ use plotters::prelude::*;
 
 use crate::LabError;
 
-/// One curve.
+/// One curve of a [`LinePanel`], drawn in its own colour with a legend entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
-    /// Legend text.
+    /// Its entry in the panel's legend (upper left), beside a stroke of its colour.
     pub name: String,
     /// (x, y) points in drawing order.
     pub points: Vec<(f64, f64)>,
@@ -35,12 +35,13 @@ pub struct LinePanel {
     pub series: Vec<Series>,
 }
 
-/// One bar.
+/// One bar of a bar chart: bars are drawn in the order given, not sorted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bar {
     /// Label under the bar.
     pub label: String,
-    /// Height.
+    /// Height, in the unit of the chart's y-axis label; printed above the bar, and on a
+    /// log axis only positive values show.
     pub value: f64,
 }
 

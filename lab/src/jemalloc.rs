@@ -36,7 +36,7 @@ pub const fn mallocx_arena(arena: u32) -> c_int {
 /// Invariant: the function pointers were resolved from the jemalloc that serves `malloc`
 /// in this process (a preloaded library is never unloaded), so they stay valid for the
 /// life of the process.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct Jemalloc {
     mallctl: MallctlFn,
     mallocx: MallocxFn,

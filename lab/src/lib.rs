@@ -29,6 +29,7 @@
 //! assert!(outcome.ratio_to_malloc(syscall_cost::Operation::MmapMunmap) > 1.0);
 //! # Ok::<(), allockit_lab::LabError>(())
 //! ```
+#![deny(missing_debug_implementations)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 

@@ -1,11 +1,11 @@
-mod common;
+mod support;
 
 use std::process::{Command, Output};
 
 use allockit_lab::process::TempDir;
 
 fn lab(args: &[&str]) -> Output {
-    Command::new(common::lab_exe()).args(args).output().expect("run allockit-lab")
+    Command::new(support::lab_exe()).args(args).output().expect("run allockit-lab")
 }
 
 fn stderr(output: &Output) -> String {
@@ -31,7 +31,7 @@ fn all_writes_one_report_with_every_experiment_and_its_charts() {
         .collect();
     assert!(images.len() >= 9, "{images:?}");
     for image in images {
-        assert!(common::is_png(&dir.path().join(image)), "{image} is a PNG next to report.md");
+        assert!(support::is_png(&dir.path().join(image)), "{image} is a PNG next to report.md");
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("Usable bytes per request"), "tables are printed as they finish");

@@ -1,4 +1,4 @@
-mod common;
+mod support;
 
 use std::time::Duration;
 
@@ -8,10 +8,11 @@ use allockit_lab::process::{Machine, TempDir};
 use allockit_lab::report;
 use allockit_lab::services::ServiceKind;
 use allockit_lab::verdict::Verdict;
+use allockit_probe::metrics::JEMALLOC_ALLOCATED_BYTES;
 
 #[test]
 fn both_synthetic_services_get_the_right_verdict_and_the_fixes_move_rss() {
-    let outcome = diagnose::run_synthetic(common::lab_exe(), &DiagnoseOptions::quick()).unwrap();
+    let outcome = diagnose::run_synthetic(support::lab_exe(), &DiagnoseOptions::quick()).unwrap();
     let run =
         |kind, variant| outcome.run_of(kind, variant).unwrap_or_else(|| panic!("no run {kind:?} {variant}"));
     let verdict = |kind, variant| run(kind, variant).diagnosis.verdict;
@@ -44,7 +45,7 @@ fn both_synthetic_services_get_the_right_verdict_and_the_fixes_move_rss() {
     report::write_outcome(dir.path(), &outcome, &Machine::describe()).unwrap();
     let verdicts = std::fs::read_to_string(dir.path().join("diagnose-verdicts.csv")).unwrap();
     assert_eq!(verdicts.lines().count(), 1 + diagnose::VARIANTS.len());
-    assert!(common::is_png(&dir.path().join("diagnose.png")));
+    assert!(support::is_png(&dir.path().join("diagnose.png")));
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -67,7 +68,7 @@ fn metrics(allocated: u64, active: u64, resident: u64, pinned: u64, cache: u64) 
 
 #[test]
 fn a_server_whose_live_bytes_climb_is_diagnosed_as_leaking_from_its_metrics() {
-    let url = common::serve(|n, _| {
+    let url = support::serve(|n, _| {
         let n = n as u64;
         (200, metrics(20 * MIB + n * 4 * MIB, 21 * MIB + n * 4 * MIB, 24 * MIB + n * 4 * MIB, 0, 2 * MIB))
     });
@@ -81,7 +82,7 @@ fn a_server_whose_live_bytes_climb_is_diagnosed_as_leaking_from_its_metrics() {
 
 #[test]
 fn a_server_whose_cache_pins_arena_chunks_is_diagnosed_as_fragmented_from_its_metrics() {
-    let url = common::serve(|n, _| {
+    let url = support::serve(|n, _| {
         let pinned = 400 * n as u64;
         (200, metrics(30 * MIB, 32 * MIB, 36 * MIB, pinned, 3 * MIB + n as u64 * 1024))
     });
@@ -95,11 +96,11 @@ fn a_server_whose_cache_pins_arena_chunks_is_diagnosed_as_fragmented_from_its_me
 
 #[test]
 fn a_metrics_page_without_jemalloc_gauges_is_an_error_naming_the_metric() {
-    let url = common::serve(|_, _| (200, b"process_resident_memory_bytes 1e8\n".to_vec()));
+    let url = support::serve(|_, _| (200, b"process_resident_memory_bytes 1e8\n".to_vec()));
     let err =
         diagnose::run_url(&format!("{url}/metrics"), Duration::from_millis(100), Duration::from_millis(40))
             .unwrap_err();
-    assert!(matches!(err, LabError::MissingMetric { metric: "jemalloc_allocated_bytes", .. }), "{err}");
+    assert!(matches!(err, LabError::MissingMetric { metric: JEMALLOC_ALLOCATED_BYTES, .. }), "{err}");
 }
 
 #[test]

@@ -1,4 +1,4 @@
-mod common;
+mod support;
 
 use allockit_lab::fragmentation::{self, FragmentationOptions, FragmentedHeap, Origin, Step};
 use allockit_lab::process::{Machine, TempDir};
@@ -7,7 +7,7 @@ use allockit_lab::report;
 #[test]
 fn holes_cannot_serve_the_large_block_until_their_neighbours_are_freed_and_merged() {
     let options = FragmentationOptions::quick();
-    let outcome = fragmentation::run(common::lab_exe(), &options).unwrap();
+    let outcome = fragmentation::run(support::lab_exe(), &options).unwrap();
     let heaps: Vec<FragmentedHeap> = outcome.runs.iter().map(|run| run.heap).collect();
     assert_eq!(heaps, FragmentedHeap::ALL);
     let small_bytes = (options.blocks * options.block_size) as u64;
@@ -69,7 +69,7 @@ fn holes_cannot_serve_the_large_block_until_their_neighbours_are_freed_and_merge
     report::write_outcome(dir.path(), &outcome, &Machine::describe()).unwrap();
     let csv = std::fs::read_to_string(dir.path().join("fragmentation.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 2 * Step::ALL.len());
-    assert!(common::is_png(&dir.path().join("fragmentation.png")));
+    assert!(support::is_png(&dir.path().join("fragmentation.png")));
     let page = std::fs::read_to_string(dir.path().join("fragmentation.md")).unwrap();
     assert!(page.contains("Why coalescing matters"));
 }
@@ -77,6 +77,6 @@ fn holes_cannot_serve_the_large_block_until_their_neighbours_are_freed_and_merge
 #[test]
 fn a_large_size_a_hole_could_hold_is_refused_naming_the_flag() {
     let options = FragmentationOptions { large_size: 64, ..FragmentationOptions::quick() };
-    let err = fragmentation::run(common::lab_exe(), &options).unwrap_err();
+    let err = fragmentation::run(support::lab_exe(), &options).unwrap_err();
     assert!(err.to_string().contains("--large-size"), "{err}");
 }

@@ -1,4 +1,4 @@
-mod common;
+mod support;
 
 use allockit::freelist::{FreeOrder, Placement};
 use allockit_lab::placement::{self, PlacementOptions, Policy};
@@ -53,7 +53,7 @@ fn best_fit_never_needs_more_memory_than_first_fit_on_the_same_trace() {
     for policy in Policy::COMPARED {
         assert!(samples.lines().any(|l| l.starts_with(&format!("{},", policy.label()))));
     }
-    assert!(common::is_png(&dir.path().join("placement.png")));
+    assert!(support::is_png(&dir.path().join("placement.png")));
 }
 
 #[test]

@@ -1,4 +1,4 @@
-mod common;
+mod support;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -12,7 +12,7 @@ use allockit_lab::report;
 
 #[test]
 fn the_heap_profile_ranks_sites_by_live_bytes_and_a_server_route_serves_the_same_dump() {
-    let outcome = profile::run_workload(common::lab_exe(), Scale::Quick).unwrap();
+    let outcome = profile::run_workload(support::lab_exe(), Scale::Quick).unwrap();
     assert!(matches!(outcome.symbolized, Symbolized::Jeprof { .. }), "jeprof comes with libjemalloc-dev");
     assert_eq!(outcome.summary.sample_period, 524288.0, "lg_prof_sample:19 reached jemalloc");
     let ProfileSource::Workload(run) = &outcome.source else { panic!("workload source") };
@@ -33,12 +33,12 @@ fn the_heap_profile_ranks_sites_by_live_bytes_and_a_server_route_serves_the_same
     for file in ["profile.md", "profile.csv", "profile.heap", "profile.pb.gz"] {
         assert!(dir.path().join(file).is_file(), "{file} written");
     }
-    assert!(common::is_png(&dir.path().join("profile.png")));
+    assert!(support::is_png(&dir.path().join("profile.png")));
 
     let dump = outcome.dump.clone();
     let requests = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&requests);
-    let url = common::serve(move |_, request| {
+    let url = support::serve(move |_, request| {
         let line = request.head.lines().next().unwrap_or_default().to_owned();
         seen.lock().unwrap().push(line.clone());
         if !request.head.contains("Authorization: Bearer s3cret\r\n") {
@@ -52,7 +52,7 @@ fn the_heap_profile_ranks_sites_by_live_bytes_and_a_server_route_serves_the_same
     let route = format!("{url}/admin/heap-profile");
     let server = ServerProfile {
         url: &route,
-        server_bin: common::lab_exe(),
+        server_bin: support::lab_exe(),
         token: Some("s3cret"),
         sample_for: Some(Duration::from_millis(50)),
     };

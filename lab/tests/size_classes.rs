@@ -1,4 +1,4 @@
-mod common;
+mod support;
 
 use allockit_lab::process::{Machine, TempDir};
 use allockit_lab::report;
@@ -39,6 +39,6 @@ fn every_class_wastes_no_more_than_its_documented_bound() {
     report::write_outcome(dir.path(), &outcome, &Machine::describe()).unwrap();
     let csv = std::fs::read_to_string(dir.path().join("size-classes.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + outcome.classes.len());
-    assert!(common::is_png(&dir.path().join("size-classes.png")));
-    assert!(common::is_png(&dir.path().join("size-classes-throughput.png")));
+    assert!(support::is_png(&dir.path().join("size-classes.png")));
+    assert!(support::is_png(&dir.path().join("size-classes-throughput.png")));
 }

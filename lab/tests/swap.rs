@@ -1,4 +1,4 @@
-mod common;
+mod support;
 
 use allockit_lab::allocator::AllocatorKind;
 use allockit_lab::process::{ExitOutcome, Machine, TempDir};
@@ -8,7 +8,7 @@ use allockit_lab::swap::{self, SwapOptions, Workload};
 #[test]
 fn the_workload_runs_on_every_allocator_with_rss_sampled_over_time() {
     let workload = Workload::quick();
-    let outcome = swap::run(common::lab_exe(), &SwapOptions::for_workload(workload.clone())).unwrap();
+    let outcome = swap::run(support::lab_exe(), &SwapOptions::for_workload(workload.clone())).unwrap();
     assert!(
         outcome.missing.is_empty(),
         "scripts/test installs the peers and builds allockit-malloc (release) first: {:?}",
@@ -43,14 +43,14 @@ fn the_workload_runs_on_every_allocator_with_rss_sampled_over_time() {
     for kind in AllocatorKind::WITH_ALLOCKIT {
         assert!(series.lines().any(|l| l.starts_with(&format!("{kind},"))), "{kind} has an RSS curve");
     }
-    assert!(common::is_png(&dir.path().join("swap-rss.png")));
-    assert!(common::is_png(&dir.path().join("swap-throughput.png")));
+    assert!(support::is_png(&dir.path().join("swap-rss.png")));
+    assert!(support::is_png(&dir.path().join("swap-throughput.png")));
 }
 
 #[test]
 fn any_command_runs_under_each_allocator_and_the_preload_is_seen_mapped() {
     let command = vec!["sleep".to_owned(), "0.2".to_owned()];
-    let outcome = swap::run(common::lab_exe(), &SwapOptions::for_command(command)).unwrap();
+    let outcome = swap::run(support::lab_exe(), &SwapOptions::for_command(command)).unwrap();
     assert_eq!(outcome.runs.len(), AllocatorKind::WITH_ALLOCKIT.len());
     for run in &outcome.runs {
         assert_eq!(run.exit, ExitOutcome::Code(0));
@@ -64,7 +64,7 @@ fn any_command_runs_under_each_allocator_and_the_preload_is_seen_mapped() {
 #[test]
 fn a_failing_command_is_reported_with_its_exit_status() {
     let command = vec!["sh".to_owned(), "-c".to_owned(), "echo bad input >&2; exit 3".to_owned()];
-    let outcome = swap::run(common::lab_exe(), &SwapOptions::for_command(command)).unwrap();
+    let outcome = swap::run(support::lab_exe(), &SwapOptions::for_command(command)).unwrap();
     assert!(outcome.runs.iter().all(|run| run.exit == ExitOutcome::Code(3)));
     let findings = report::Outcome::findings(&outcome);
     assert!(findings.iter().any(|f| f.contains("exit status 3") && f.contains("bad input")), "{findings:?}");
@@ -72,6 +72,6 @@ fn a_failing_command_is_reported_with_its_exit_status() {
 
 #[test]
 fn an_empty_command_is_refused() {
-    let err = swap::run(common::lab_exe(), &SwapOptions::for_command(Vec::new())).unwrap_err();
+    let err = swap::run(support::lab_exe(), &SwapOptions::for_command(Vec::new())).unwrap_err();
     assert!(err.to_string().contains("--"), "{err}");
 }

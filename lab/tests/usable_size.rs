@@ -1,4 +1,4 @@
-mod common;
+mod support;
 
 use allockit_lab::allocator::AllocatorKind;
 use allockit_lab::process::{Machine, TempDir};
@@ -8,7 +8,7 @@ use allockit_lab::usable_size::{self, SizeProbe};
 #[test]
 fn every_allocator_gives_at_least_the_requested_bytes_and_its_size_classes_are_found() {
     let probe = SizeProbe::quick();
-    let outcome = usable_size::run(common::lab_exe(), &probe).unwrap();
+    let outcome = usable_size::run(support::lab_exe(), &probe).unwrap();
     assert!(
         outcome.missing.is_empty(),
         "scripts/install-deps installs every allocator: {:?}",
@@ -74,7 +74,7 @@ fn every_allocator_gives_at_least_the_requested_bytes_and_its_size_classes_are_f
 #[test]
 fn usable_size_files_hold_one_csv_row_per_request_and_a_chart() {
     let probe = SizeProbe { probes: vec![1, 24, 25], class_limit: 256, objects: 10_000 };
-    let outcome = usable_size::run(common::lab_exe(), &probe).unwrap();
+    let outcome = usable_size::run(support::lab_exe(), &probe).unwrap();
     let dir = TempDir::new("usable-size-test").unwrap();
     report::write_outcome(dir.path(), &outcome, &Machine::describe()).unwrap();
     let csv = std::fs::read_to_string(dir.path().join("usable-size.csv")).unwrap();
@@ -84,5 +84,5 @@ fn usable_size_files_hold_one_csv_row_per_request_and_a_chart() {
     let page = std::fs::read_to_string(dir.path().join("usable-size.md")).unwrap();
     assert!(page.contains("8-byte size field"), "the page explains glibc's header");
     assert!(page.contains("![") && page.contains("usable-size.png"));
-    assert!(common::is_png(&dir.path().join("usable-size.png")));
+    assert!(support::is_png(&dir.path().join("usable-size.png")));
 }

@@ -56,6 +56,7 @@
 //! # Ok(()) }
 //! ```
 
+#![deny(missing_debug_implementations)]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

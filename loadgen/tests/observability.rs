@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use allockit_probe::metrics::ARENA_CHUNKS;
 use allockit_server::{Config, ServerHandle};
 use clap::Parser;
 use serde_json::Value;
@@ -554,7 +555,7 @@ fn the_live_page_charts_samples_shows_the_mode_and_leaves_a_screenshot() {
     for (metric, value) in &legend {
         assert!(value.parse::<f64>().is_ok(), "the legend shows {value:?} for {metric}");
     }
-    assert!(legend.iter().any(|(metric, _)| metric == r#"allockit_arena_chunks{state="pinned"}"#));
+    assert!(legend.iter().any(|(metric, _)| *metric == format!(r#"{ARENA_CHUNKS}{{state="pinned"}}"#)));
 
     let screenshot = artifacts_dir().join("live-page.png");
     let _ = std::fs::remove_file(&screenshot);

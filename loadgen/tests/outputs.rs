@@ -8,6 +8,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use allockit_probe::metrics::{
+    LOADGEN_IN_FLIGHT_REQUESTS, LOADGEN_LATENCY_SECONDS, LOADGEN_REQUESTS_TOTAL, LOADGEN_TARGET_RPS,
+    PROCESS_RESIDENT_MEMORY_BYTES,
+};
 use loadgen::exporter::{self, OwnMetrics};
 use loadgen::http::{ClientConnection, Target};
 use loadgen::plot;
@@ -123,14 +127,14 @@ async fn own_metrics_count_the_run_and_pass_promtool() {
     assert_eq!(status, 200);
     let text = String::from_utf8(body.to_vec()).unwrap();
     let exposition = allockit_probe::exposition::parse(&text);
-    let outcome = |name| exposition.sum("loadgen_requests_total", &[("outcome", name)]);
+    let outcome = |name| exposition.sum(LOADGEN_REQUESTS_TOTAL, &[("outcome", name)]);
     assert_eq!(outcome("ok"), Some(report.requests.ok as f64));
     assert_eq!(outcome("http_error"), Some(10.0));
     assert_eq!(outcome("skipped"), Some(0.0), "every outcome is exported from the start");
-    assert_eq!(exposition.sum("loadgen_latency_seconds_count", &[]), Some(100.0));
-    assert_eq!(exposition.sum("loadgen_target_rps", &[]), Some(100.0));
-    assert!(exposition.sum("loadgen_in_flight_requests", &[]).is_some());
-    assert!(exposition.sum("process_resident_memory_bytes", &[]).is_some());
+    assert_eq!(exposition.count(LOADGEN_LATENCY_SECONDS, &[]), Some(100.0));
+    assert_eq!(exposition.sum(LOADGEN_TARGET_RPS, &[]), Some(100.0));
+    assert!(exposition.sum(LOADGEN_IN_FLIGHT_REQUESTS, &[]).is_some());
+    assert!(exposition.sum(PROCESS_RESIDENT_MEMORY_BYTES, &[]).is_some());
 
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])

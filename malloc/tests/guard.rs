@@ -4,7 +4,7 @@
 //! build of the library), and the test checks the child died of `SIGABRT` with the message.
 #![cfg(feature = "guard")]
 
-mod common;
+mod support;
 
 use std::ffi::c_void;
 use std::os::unix::process::ExitStatusExt;
@@ -102,7 +102,7 @@ fn a_c_program_double_freeing_under_ld_preload_is_stopped() {
     let binary = dir.join("double_free");
     let compile = Command::new("gcc").arg("-O0").arg("-o").arg(&binary).arg(&source).output().expect("gcc");
     assert!(compile.status.success(), "{}", String::from_utf8_lossy(&compile.stderr));
-    let output = Command::new(&binary).env("LD_PRELOAD", common::built_library()).output().unwrap();
+    let output = Command::new(&binary).env("LD_PRELOAD", support::built_library()).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.signal(), Some(libc::SIGABRT), "{stderr}");
     assert!(stderr.contains("allockit-malloc: free(): double free"), "{stderr}");

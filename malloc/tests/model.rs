@@ -4,14 +4,14 @@
 //! usable size, zeroing (calloc), overlap with every live block, and its contents (each block
 //! is filled with its own byte and checked when it is resized or freed).
 
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::ptr;
 
-use common::{CApi, errno, linked, loaded, set_errno};
 use proptest::prelude::*;
+use support::{CApi, errno, linked, loaded, set_errno};
 
 #[derive(Clone, Copy, Debug)]
 enum AllocKind {

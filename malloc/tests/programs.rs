@@ -4,12 +4,12 @@
 //! strings, json, `os.fork`), a C++ program using standard containers across threads
 //! (compiled here with `g++`), and the project's own `allockit-lab`.
 
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::built_library;
+use support::built_library;
 
 fn programs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs")

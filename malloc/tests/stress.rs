@@ -7,7 +7,7 @@
 //! The test binary links the rlib with the `override` feature, so the test harness itself
 //! runs on this allocator too.
 
-mod common;
+mod support;
 
 use std::ffi::c_void;
 use std::sync::mpsc;

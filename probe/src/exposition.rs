@@ -77,9 +77,19 @@ impl<'a> Exposition<'a> {
     /// Sum of the samples named `name` whose labels include every pair in `matching`;
     /// `None` when no sample matches (the metric is absent).
     pub fn sum(&self, name: &str, matching: &[(&str, &str)]) -> Option<f64> {
+        self.total(|sample_name| sample_name == name, matching)
+    }
+
+    /// The number of observations of histogram `histogram` (the sum of its `_count` series
+    /// whose labels include every pair in `matching`); `None` when no series matches.
+    pub fn count(&self, histogram: &str, matching: &[(&str, &str)]) -> Option<f64> {
+        self.total(|name| name.strip_prefix(histogram) == Some("_count"), matching)
+    }
+
+    fn total(&self, named: impl Fn(&str) -> bool, matching: &[(&str, &str)]) -> Option<f64> {
         self.samples
             .iter()
-            .filter(|sample| sample.name == name)
+            .filter(|sample| named(sample.name))
             .filter(|sample| matching.iter().all(|(label, value)| sample.label(label) == Some(*value)))
             .map(|sample| sample.value)
             .reduce(|total, value| total + value)
@@ -234,6 +244,22 @@ weird_value{path="a \"quoted\" \\ back\nslash"} NaN 1700000000000
         assert_eq!(exposition.sum("allockit_arena_chunks", &[("state", "pinned")]), Some(17.0));
         assert_eq!(exposition.sum("allockit_arena_chunks", &[("state", "idle")]), None);
         assert_eq!(exposition.sum("allockit_cache_bytes", &[]), None);
+    }
+
+    #[test]
+    fn histogram_counts_sum_the_count_series_only() {
+        let exposition = parse(
+            "allockit_alloc_duration_seconds_bucket{allocator=\"arena\",le=\"+Inf\"} 9\n\
+             allockit_alloc_duration_seconds_count{allocator=\"arena\"} 9\n\
+             allockit_alloc_duration_seconds_count{allocator=\"pool\"} 4\n\
+             allockit_alloc_duration_seconds_sum{allocator=\"pool\"} 0.5\n\
+             allockit_alloc_duration_seconds_countless 100\n",
+        );
+        let count = |labels: &[(&str, &str)]| exposition.count("allockit_alloc_duration_seconds", labels);
+        assert_eq!(count(&[("allocator", "arena")]), Some(9.0));
+        assert_eq!(count(&[]), Some(13.0));
+        assert_eq!(count(&[("allocator", "heap")]), None);
+        assert_eq!(exposition.count("allockit_alloc_duration", &[]), None, "a prefix is not a histogram");
     }
 
     #[test]

@@ -85,7 +85,7 @@ impl std::fmt::Display for Url {
 pub struct Response {
     /// The request it answers (`GET http://...`), for messages.
     pub request: String,
-    /// Status code.
+    /// The status code; [`Response::error_for_status`] turns a non-2xx one into an error.
     pub status: u16,
     /// Header fields in the order received (names as written).
     pub headers: Vec<(String, String)>,

@@ -49,7 +49,8 @@ pub const JEMALLOC_METADATA_BYTES: &str = "jemalloc_metadata_bytes";
 /// Per arena (`arena` label; `arena="cache"` is the cache's dedicated arena): bytes in live
 /// allocations.
 pub const JEMALLOC_ARENA_ALLOCATED_BYTES: &str = "jemalloc_arena_allocated_bytes";
-/// Per arena (`arena`): resident bytes.
+/// Per arena (`arena`): resident bytes, the arena's share of what the process holds in RAM
+/// (its dirty pages included until they are purged).
 pub const JEMALLOC_ARENA_RESIDENT_BYTES: &str = "jemalloc_arena_resident_bytes";
 /// Per arena (`arena`): bytes in dirty pages (freed, not yet purged), in bytes rather than
 /// the pages jemalloc counts them in.

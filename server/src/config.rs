@@ -191,7 +191,7 @@ pub struct Config {
     #[arg(long, env = "ALLOCKIT_LOG", default_value = "info")]
     pub log: String,
 
-    /// Log format.
+    /// `text` for people reading stderr, `json` (one object a line) for log collectors.
     #[arg(long, env = "ALLOCKIT_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 }

@@ -16,7 +16,8 @@ use hyper::StatusCode;
 use crate::validate::Invalid;
 use crate::workload::Refusal;
 
-/// What went wrong.
+/// What went wrong, as callers branch on it: start-up failures (flags, binding, jemalloc)
+/// and the request failures that [`Error::status`] maps to an HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -114,7 +115,7 @@ impl Error {
         }
     }
 
-    /// What went wrong.
+    /// The kind to branch on (the cause, if any, is the error's `source`).
     pub fn kind(&self) -> &ErrorKind {
         &self.kind
     }

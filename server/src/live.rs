@@ -14,7 +14,8 @@ use hyper::{Response, StatusCode};
 
 use crate::response::{self, Body, Payload};
 
-/// The page.
+/// The live page's HTML, compiled in: it polls `/metrics` from the browser and draws the
+/// memory series, so it needs no server-side state.
 pub const PAGE: &str = include_str!("live.html");
 
 /// `GET /`.

@@ -16,23 +16,23 @@ pub enum Payload {
     /// Rendered into a pool block; the block returns to the pool when hyper drops this,
     /// after writing it.
     Pooled {
-        /// The block.
+        /// The worker's pool block; its drop gives it back.
         buffer: PooledBuffer,
-        /// Initialised bytes.
+        /// Bytes rendered, from the start of the block; the rest is uninitialised.
         len: usize,
         /// Bytes already consumed by hyper.
         pos: usize,
     },
     /// Rendered into a heap block (heap mode).
     Heap {
-        /// The block.
+        /// A jemalloc block of the pool block's size, so both modes render alike.
         buffer: Box<[MaybeUninit<u8>]>,
-        /// Initialised bytes.
+        /// Bytes rendered, from the start of the block; the rest is uninitialised.
         len: usize,
-        /// Bytes already consumed.
+        /// Bytes already consumed by hyper.
         pos: usize,
     },
-    /// Plain bytes.
+    /// A body no pool block holds: the live page, `/metrics`, admin answers.
     Bytes(Bytes),
 }
 

@@ -22,9 +22,9 @@ pub struct PoolCounters {
     pub live: AtomicUsize,
     /// Blocks available without a new chunk.
     pub free: AtomicUsize,
-    /// Allocations, ever.
+    /// Blocks taken since the worker started (a counter: never goes down).
     pub allocations: AtomicU64,
-    /// Frees, ever.
+    /// Blocks given back since the worker started; `allocations - frees` is `live`.
     pub frees: AtomicU64,
     /// Allocations refused at the pool's cap, ever.
     pub exhausted: AtomicU64,

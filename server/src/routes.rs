@@ -40,12 +40,13 @@ pub enum Route {
     Ready,
     /// `GET /`: the live page.
     Live,
-    /// Anything else.
+    /// Any other path: a 404, all under one label.
     Unmatched,
 }
 
 impl Route {
-    /// The metric label.
+    /// The `route` label of the HTTP metrics: the route's pattern, not the path, so user
+    /// ids and unknown paths cannot grow the series without bound.
     pub fn label(self) -> &'static str {
         match self {
             Route::Events => "/v1/events",

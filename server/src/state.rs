@@ -19,14 +19,15 @@ use crate::workload::Limits;
 /// State shared by every worker and the admin listener.
 #[derive(Debug)]
 pub struct Shared {
-    /// The configuration.
+    /// The flags the server started with (the mode among them only as the starting mode).
     pub config: Config,
-    /// Batch limits.
+    /// Batch limits derived from the flags, checked before a batch is parsed.
     pub limits: Limits,
     pub(crate) mode: AtomicU8,
-    /// The profile cache.
+    /// The long-lived profiles, on the dedicated jemalloc arena.
     pub cache: ProfileCache,
-    /// The metrics.
+    /// Every Prometheus metric; request-path counters are updated in place, the rest on
+    /// each scrape.
     pub metrics: Arc<Metrics>,
     /// General-heap allocations made by request work.
     pub heap: HeapCounters,
@@ -48,7 +49,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// The active mode.
+    /// The mode a request starting now runs in (the admin listener can switch it).
     pub fn mode(&self) -> Mode {
         Mode::ALL[usize::from(self.mode.load(Ordering::Relaxed))]
     }

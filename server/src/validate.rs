@@ -24,7 +24,7 @@ use crate::workload::{Limits, Refusal};
 /// What is wrong with a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Problem {
-    /// Not JSON.
+    /// Bytes that are not JSON; the text says what was expected.
     Syntax(&'static str),
     /// The body ends inside a value.
     Eof(&'static str),
@@ -39,7 +39,7 @@ pub enum Problem {
     NotAString {
         /// What the body holds.
         found: &'static str,
-        /// The field.
+        /// The batch field (`user`, `kind`, `path` or a tag) that needs a string.
         field: &'static str,
     },
     /// A number that is not a `u32`.
@@ -81,7 +81,7 @@ impl fmt::Display for Problem {
 /// The first problem of a batch, and where it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Invalid {
-    /// What is wrong.
+    /// The kind of problem, which decides the status (400, or 413/422 for a limit).
     pub problem: Problem,
     /// 1-based line of the byte where it was found.
     pub line: usize,

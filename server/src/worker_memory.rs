@@ -107,7 +107,8 @@ impl ArenaLease<'_> {
         self
     }
 
-    /// The arena.
+    /// The leased arena; it is reset when the lease drops, so nothing allocated in it may
+    /// outlive the request (escaping allocations aside).
     pub fn arena(&self) -> &Arena {
         self.arena.as_ref().expect("the arena is present until drop")
     }

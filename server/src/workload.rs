@@ -51,9 +51,9 @@ pub enum Refusal {
     TooManyTags(usize),
     /// A string longer than its limit.
     StringTooLong {
-        /// Which field.
+        /// The batch field (`user`, `kind`, `path` or `tags`), as the 422 message names it.
         field: &'static str,
-        /// The limit in bytes.
+        /// The limit in bytes (UTF-8 bytes, not characters).
         limit: usize,
     },
     /// An empty user id.
@@ -84,7 +84,7 @@ pub enum Text<'de, A: Allocator> {
 }
 
 impl<A: Allocator> Text<'_, A> {
-    /// The text.
+    /// The string, wherever it lives; valid for as long as the request's arena.
     pub fn as_str(&self) -> &str {
         match self {
             Text::Borrowed(s) => s,
@@ -99,11 +99,11 @@ impl<A: Allocator> Text<'_, A> {
 pub struct Event<'de, A: Allocator> {
     /// What happened (`click`, `view`, ...).
     pub kind: Text<'de, A>,
-    /// Where.
+    /// The page or endpoint the event happened on (`/home`); grouped with `kind`.
     pub path: Text<'de, A>,
     /// How long it took, in milliseconds.
     pub ms: u32,
-    /// Free-form tags.
+    /// Free-form tags; only their number per group is reported.
     pub tags: Vec<Text<'de, A>, A>,
 }
 
@@ -112,7 +112,7 @@ pub struct Event<'de, A: Allocator> {
 pub struct Batch<'de, A: Allocator> {
     /// The user the batch belongs to.
     pub user: Text<'de, A>,
-    /// The events.
+    /// The events in the order sent, in the request arena like everything else here.
     pub events: Vec<Event<'de, A>, A>,
 }
 
@@ -387,9 +387,9 @@ impl<'de, A: Allocator + Copy> Visitor<'de> for TagsSeed<'_, '_, A> {
 /// The statistics of one (kind, path) group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Group<'b> {
-    /// The event kind.
+    /// The kind and path shared by the group's events, borrowed from the batch.
     pub kind: &'b str,
-    /// The path.
+    /// See `kind`; groups come most frequent first, ties by kind, then path.
     pub path: &'b str,
     /// Events in the group.
     pub count: u32,

@@ -7,6 +7,10 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use allockit_probe::metrics::{
+    ARENA_CHUNKS, ARENA_LIMIT_EXCEEDED_TOTAL, ARENA_RESETS_TOTAL, HTTP_IN_FLIGHT_REQUESTS,
+    HTTP_REQUESTS_TOTAL,
+};
 use support::*;
 
 /// Asserts the server still answers a good batch, and that no arena chunk is left held
@@ -14,8 +18,8 @@ use support::*;
 fn still_serving(addr: SocketAddr) {
     let reply = post(addr, "/v1/events", &batch("after-bad-input", 3));
     assert_eq!(reply.status, 200);
-    assert!(metric(addr, r#"allockit_arena_chunks{state="in_use"}"#) <= 2.0);
-    assert_eq!(metric(addr, "allockit_http_in_flight_requests"), 1.0, "only the metrics request itself");
+    assert!(metric(addr, ARENA_CHUNKS, &[("state", "in_use")]) <= 2.0);
+    assert_eq!(metric(addr, HTTP_IN_FLIGHT_REQUESTS, &[]), 1.0, "only the metrics request itself");
 }
 
 fn expect_error(reply: &Reply, status: u16, needle: &str) {
@@ -31,7 +35,7 @@ fn expect_error(reply: &Reply, status: u16, needle: &str) {
 fn malformed_batches_get_400_or_422_with_a_json_error() {
     let server = start(&["--max-events", "50"]);
     let addr = server.addr;
-    let resets_before = metric(addr, "allockit_arena_resets_total");
+    let resets_before = metric(addr, ARENA_RESETS_TOTAL, &[]);
     let cases: &[(&[u8], u16, &str)] = &[
         (b"{\"user\":\"u\",\"events\":[", 400, "EOF"),
         (b"not json at all", 400, "expected"),
@@ -63,13 +67,13 @@ fn malformed_batches_get_400_or_422_with_a_json_error() {
         format!(r#"{{"user":"u","events":[{{"kind":"a","path":"/","ms":1,"tags":[{}]}}]}}"#, tags.join(","));
     expect_error(&post(addr, "/v1/events", &many_tags), 422, "too many tags");
 
-    let text = get(addr, "/metrics").body;
-    let bad = metric_in(&text, r#"allockit_http_requests_total{route="/v1/events",status="400"}"#).unwrap();
+    let text = scrape(addr);
+    let bad = metric_in(&text, HTTP_REQUESTS_TOTAL, &[("route", "/v1/events"), ("status", "400")]).unwrap();
     let refused =
-        metric_in(&text, r#"allockit_http_requests_total{route="/v1/events",status="422"}"#).unwrap();
+        metric_in(&text, HTTP_REQUESTS_TOTAL, &[("route", "/v1/events"), ("status", "422")]).unwrap();
     assert_eq!((bad, refused), (13.0, 4.0));
     assert_eq!(
-        metric_in(&text, "allockit_arena_resets_total").unwrap() - resets_before,
+        metric_in(&text, ARENA_RESETS_TOTAL, &[]).unwrap() - resets_before,
         17.0,
         "every request reset its arena"
     );
@@ -113,7 +117,7 @@ fn a_batch_beyond_the_arena_limit_gets_413_and_counts_it() {
         start(&["--arena-limit-bytes", "131072", "--max-events", "100000", "--max-body-bytes", "8000000"]);
     let addr = server.addr;
     expect_error(&post(addr, "/v1/events", &batch("huge", 20_000)), 413, "per-request limit");
-    assert!(metric(addr, "allockit_arena_limit_exceeded_total") >= 1.0);
+    assert!(metric(addr, ARENA_LIMIT_EXCEEDED_TOTAL, &[]) >= 1.0);
     still_serving(addr);
     server.shutdown();
 }
@@ -128,13 +132,13 @@ fn wrong_methods_and_unknown_routes_get_405_and_404() {
     let reply = request(addr, "DELETE", "/metrics", b"");
     expect_error(&reply, 405, "GET");
     expect_error(&get(addr, "/v2/nothing"), 404, "/v2/nothing");
-    let text = get(addr, "/metrics").body;
+    let text = scrape(addr);
     assert_eq!(
-        metric_in(&text, r#"allockit_http_requests_total{route="unmatched",status="404"}"#),
+        metric_in(&text, HTTP_REQUESTS_TOTAL, &[("route", "unmatched"), ("status", "404")]),
         Some(1.0)
     );
     assert_eq!(
-        metric_in(&text, r#"allockit_http_requests_total{route="/v1/events",status="405"}"#),
+        metric_in(&text, HTTP_REQUESTS_TOTAL, &[("route", "/v1/events"), ("status", "405")]),
         Some(1.0)
     );
     still_serving(addr);
@@ -152,7 +156,7 @@ fn slow_headers_get_a_408_with_a_json_body_and_idle_connections_just_close() {
     let mut idle = connect(addr);
     let mut buf = [0u8; 64];
     assert_eq!(idle.read(&mut buf).unwrap_or(0), 0, "an idle connection closes without an answer");
-    wait_for_metric(addr, r#"allockit_http_requests_total{route="connection",status="408"}"#, 1.0);
+    wait_for_metric(addr, HTTP_REQUESTS_TOTAL, &[("route", "connection"), ("status", "408")], 1.0);
     still_serving(addr);
     server.shutdown();
 }
@@ -168,7 +172,7 @@ fn connections_beyond_the_limit_get_503_and_the_server_recovers() {
     drop(held);
     std::thread::sleep(Duration::from_millis(200));
     still_serving(addr);
-    wait_until_metric(addr, r#"allockit_http_requests_total{route="connection",status="503"}"#, |n| n >= 1.0);
+    wait_until_metric(addr, HTTP_REQUESTS_TOTAL, &[("route", "connection"), ("status", "503")], |n| n >= 1.0);
     server.shutdown();
 }
 
@@ -176,7 +180,7 @@ fn connections_beyond_the_limit_get_503_and_the_server_recovers() {
 fn a_client_that_goes_away_mid_request_still_gets_its_arena_reset() {
     let server = start(&[]);
     let addr = server.addr;
-    let resets = metric(addr, "allockit_arena_resets_total");
+    let resets = metric(addr, ARENA_RESETS_TOTAL, &[]);
     {
         let mut stream = connect(addr);
         write!(
@@ -185,17 +189,17 @@ fn a_client_that_goes_away_mid_request_still_gets_its_arena_reset() {
         )
         .unwrap();
         let started = std::time::Instant::now();
-        while metric(addr, "allockit_http_in_flight_requests") < 2.0 {
+        while metric(addr, HTTP_IN_FLIGHT_REQUESTS, &[]) < 2.0 {
             assert!(started.elapsed() < Duration::from_secs(10));
             std::thread::sleep(Duration::from_millis(20));
         }
     }
     let started = std::time::Instant::now();
-    while metric(addr, "allockit_arena_resets_total") < resets + 1.0 {
+    while metric(addr, ARENA_RESETS_TOTAL, &[]) < resets + 1.0 {
         assert!(started.elapsed() < Duration::from_secs(10), "the abandoned request's arena was never reset");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(metric(addr, r#"allockit_http_requests_total{route="/v1/events",status="499"}"#), 1.0);
+    assert_eq!(metric(addr, HTTP_REQUESTS_TOTAL, &[("route", "/v1/events"), ("status", "499")]), 1.0);
     still_serving(addr);
     server.shutdown();
 }
@@ -212,7 +216,7 @@ fn hyper_level_garbage_is_refused_and_counted() {
     let conflicting =
         b"POST /v1/events HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!";
     assert_eq!(raw(addr, conflicting).expect("an answer").status, 400);
-    wait_until_metric(addr, r#"allockit_http_requests_total{route="connection",status="400"}"#, |n| n >= 2.0);
+    wait_until_metric(addr, HTTP_REQUESTS_TOTAL, &[("route", "connection"), ("status", "400")], |n| n >= 2.0);
     still_serving(addr);
     server.shutdown();
 }

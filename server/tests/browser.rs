@@ -9,6 +9,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use allockit_probe::metrics::{CACHE_ENTRIES, HTTP_REQUESTS_TOTAL};
 use support::*;
 
 /// Runs headless Chromium on `url` with `extra` flags (virtual time runs the page's timers
@@ -92,7 +93,7 @@ fn the_live_page_charts_a_loaded_server_over_a_labelled_time_axis_without_consol
         assert_eq!(rows, 1, "the {chart} legend wraps at 1400 px");
     }
     assert_eq!(attribute(&dom, "mode", "class"), "mode segregated");
-    assert!(metric(addr, "allockit_http_requests_total{route=\"/metrics\",status=\"200\"}") >= 5.0);
+    assert!(metric(addr, HTTP_REQUESTS_TOTAL, &[("route", "/metrics"), ("status", "200")]) >= 5.0);
     server.shutdown();
 }
 
@@ -131,6 +132,6 @@ Promise.allSettled([
     let (dom, _console) = chromium(&format!("http://{evil}/"), 3_000, &[]);
     assert_eq!(attribute(&dom, "done", "data-sent"), "yes", "the page ran its requests: {dom}");
     assert_eq!(get(admin, "/admin/mode").json()["mode"], "segregated");
-    assert_eq!(metric(server.addr, "allockit_cache_entries"), 1.0);
+    assert_eq!(metric(server.addr, CACHE_ENTRIES, &[]), 1.0);
     server.shutdown();
 }

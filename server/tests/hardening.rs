@@ -7,6 +7,10 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use allockit_probe::metrics::{
+    ARENA_CHUNKS, ARENA_COMMITTED_BYTES, CONNECTION_HEAP_ALLOCATIONS_TOTAL, CONNECTION_HEAP_BYTES_TOTAL,
+    HTTP_IN_FLIGHT_REQUESTS, HTTP_REQUESTS_TOTAL, REQUEST_HEAP_ALLOCATIONS_TOTAL, REQUEST_HEAP_BYTES_TOTAL,
+};
 use support::*;
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
@@ -74,22 +78,20 @@ fn slow_body(addr: SocketAddr, declared: usize, sent: &str) -> std::net::TcpStre
 fn slow_bodies_hold_only_the_memory_that_arrived_and_get_a_408() {
     let server = start(&["--body-read-timeout", "2s", "--max-body-bytes", "2000000"]);
     let addr = server.addr;
-    let idle_chunks = metric(addr, r#"allockit_arena_chunks{state="in_use"}"#);
+    let idle_chunks = metric(addr, ARENA_CHUNKS, &[("state", "in_use")]);
     let clients: Vec<_> = (0..12).map(|_| slow_body(addr, 1_000_000, "{\"user\":")).collect();
-    wait_until("every slow body is in a handler", || {
-        metric(addr, "allockit_http_in_flight_requests") >= 13.0
-    });
+    wait_until("every slow body is in a handler", || metric(addr, HTTP_IN_FLIGHT_REQUESTS, &[]) >= 13.0);
     // A million bytes announced, eight arrived: each request holds at most its first chunk.
-    let in_use = metric(addr, r#"allockit_arena_chunks{state="in_use"}"#);
+    let in_use = metric(addr, ARENA_CHUNKS, &[("state", "in_use")]);
     assert!(in_use <= idle_chunks + 12.0, "12 slow bodies hold {in_use} arena chunks");
-    assert!(metric(addr, "allockit_arena_committed_bytes") < 12.0 * 1_000_000.0);
+    assert!(metric(addr, ARENA_COMMITTED_BYTES, &[]) < 12.0 * 1_000_000.0);
     for mut client in clients {
         let reply = read_reply(&mut client).expect("a 408 answer");
         assert_eq!(reply.status, 408);
         assert!(reply.json()["error"].as_str().unwrap().contains("body"), "{:?}", reply.json());
         assert_eq!(reply.header("connection"), Some("close"));
     }
-    wait_until_metric(addr, r#"allockit_http_requests_total{route="/v1/events",status="408"}"#, |n| {
+    wait_until_metric(addr, HTTP_REQUESTS_TOTAL, &[("route", "/v1/events"), ("status", "408")], |n| {
         n == 12.0
     });
     assert_eq!(post(addr, "/v1/events", &batch("after-slow", 2)).status, 200);
@@ -171,11 +173,11 @@ fn garbage_bodies_make_no_request_heap_allocations_and_connections_are_counted_a
     }
     let status = get(addr, "/v1/users/nobody").status;
     assert_eq!(status, 404);
-    assert_eq!(metric(addr, "allockit_request_heap_allocations_total"), 0.0);
-    assert_eq!(metric(addr, "allockit_request_heap_bytes_total"), 0.0);
+    assert_eq!(metric(addr, REQUEST_HEAP_ALLOCATIONS_TOTAL, &[]), 0.0);
+    assert_eq!(metric(addr, REQUEST_HEAP_BYTES_TOTAL, &[]), 0.0);
     // hyper's own per-connection work is on the general heap, and counted apart.
-    assert!(metric(addr, "allockit_connection_heap_allocations_total") > 0.0);
-    assert!(metric(addr, "allockit_connection_heap_bytes_total") > 0.0);
+    assert!(metric(addr, CONNECTION_HEAP_ALLOCATIONS_TOTAL, &[]) > 0.0);
+    assert!(metric(addr, CONNECTION_HEAP_BYTES_TOTAL, &[]) > 0.0);
     server.shutdown();
 }
 
@@ -311,9 +313,9 @@ fn http2_prior_knowledge_is_served() {
     assert_eq!((summary["user"].as_str(), summary["events"].as_u64()), (Some("over-h2"), Some(3)));
     let out = curl(&["--http2-prior-knowledge", &format!("{base}/v1/users/over-h2")]);
     assert!(out.contains("\"requests\":1"), "{out}");
-    let text = get(server.addr, "/metrics").body;
-    assert_eq!(metric_in(&text, r#"allockit_http_requests_total{route="connection",status="400"}"#), None);
-    assert_eq!(metric(server.addr, "allockit_request_heap_allocations_total"), 0.0);
+    let text = scrape(server.addr);
+    assert_eq!(metric_in(&text, HTTP_REQUESTS_TOTAL, &[("route", "connection"), ("status", "400")]), None);
+    assert_eq!(metric(server.addr, REQUEST_HEAP_ALLOCATIONS_TOTAL, &[]), 0.0);
     server.shutdown();
 }
 

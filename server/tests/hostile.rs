@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use allockit_probe::metrics::{ARENA_CHUNKS, HTTP_IN_FLIGHT_REQUESTS, HTTP_REQUESTS_TOTAL};
 use proptest::prelude::*;
 use support::*;
 
@@ -27,9 +28,9 @@ fn assert_recovered(addr: SocketAddr) {
     assert_eq!(post(addr, "/v1/events", &batch("survivor", 4)).status, 200);
     let started = Instant::now();
     loop {
-        let text = get(addr, "/metrics").body;
-        let in_use = metric_in(&text, r#"allockit_arena_chunks{state="in_use"}"#).unwrap();
-        let in_flight = metric_in(&text, "allockit_http_in_flight_requests").unwrap();
+        let text = scrape(addr);
+        let in_use = metric_in(&text, ARENA_CHUNKS, &[("state", "in_use")]).unwrap();
+        let in_flight = metric_in(&text, HTTP_IN_FLIGHT_REQUESTS, &[]).unwrap();
         // Each worker keeps at most one chunk in its idle arenas between requests.
         if in_use <= 2.0 && in_flight == 1.0 {
             break;
@@ -114,7 +115,7 @@ fn slowloris_connections_are_cut_off_while_others_are_served() {
         let _ = stream.read_to_end(&mut answer);
         assert!(answer.starts_with(b"HTTP/1.1 408"), "{:?}", String::from_utf8_lossy(&answer));
     }
-    wait_for_metric(addr, r#"allockit_http_requests_total{route="connection",status="408"}"#, 40.0);
+    wait_for_metric(addr, HTTP_REQUESTS_TOTAL, &[("route", "connection"), ("status", "408")], 40.0);
     assert_recovered(addr);
     server.shutdown();
 }

@@ -6,6 +6,19 @@ mod support;
 use std::io::Write;
 use std::time::Duration;
 
+use allockit_probe::exposition;
+use allockit_probe::metrics::{
+    ALLOC_DURATION_SECONDS, ARENA_ALLOCATED_BYTES_TOTAL, ARENA_ALLOCATIONS_TOTAL, ARENA_CHUNKS,
+    ARENA_COMMITTED_BYTES, ARENA_LIMIT_EXCEEDED_TOTAL, ARENA_REQUEST_BYTES, ARENA_RESET_DURATION_SECONDS,
+    ARENA_RESETS_TOTAL, CACHE_BYTES, CACHE_ENTRIES, CACHE_EVICTIONS_TOTAL, CACHE_HITS_TOTAL,
+    CACHE_MISSES_TOTAL, HTTP_IN_FLIGHT_REQUESTS, HTTP_REQUEST_DURATION_SECONDS, HTTP_REQUESTS_TOTAL,
+    JEMALLOC_ACTIVE_BYTES, JEMALLOC_ALLOCATED_BYTES, JEMALLOC_ARENA_ALLOCATED_BYTES,
+    JEMALLOC_ARENA_DIRTY_BYTES, JEMALLOC_ARENA_RESIDENT_BYTES, JEMALLOC_MAPPED_BYTES,
+    JEMALLOC_METADATA_BYTES, JEMALLOC_RESIDENT_BYTES, JEMALLOC_RETAINED_BYTES, LIFETIME_MODE,
+    POOL_ALLOCATIONS_TOTAL, POOL_EXHAUSTED_TOTAL, POOL_FREES_TOTAL, POOL_OBJECTS,
+    PROCESS_RESIDENT_MEMORY_BYTES, REGION_RESERVED_BYTES, REQUEST_HEAP_ALLOCATIONS_TOTAL,
+    REQUEST_HEAP_BYTES_TOTAL,
+};
 use support::*;
 
 #[test]
@@ -46,50 +59,52 @@ fn a_known_batch_gets_its_summary() {
     server.shutdown();
 }
 
-const CONTRACT: &[&str] = &[
-    "jemalloc_allocated_bytes",
-    "jemalloc_active_bytes",
-    "jemalloc_resident_bytes",
-    "jemalloc_mapped_bytes",
-    "jemalloc_retained_bytes",
-    "jemalloc_metadata_bytes",
-    r#"jemalloc_arena_allocated_bytes{arena="cache"}"#,
-    r#"jemalloc_arena_resident_bytes{arena="cache"}"#,
-    r#"jemalloc_arena_dirty_bytes{arena="cache"}"#,
-    "process_resident_memory_bytes",
-    "allockit_arena_resets_total",
-    "allockit_arena_allocations_total",
-    "allockit_arena_allocated_bytes_total",
-    "allockit_arena_request_bytes_count",
-    r#"allockit_arena_chunks{state="in_use"}"#,
-    r#"allockit_arena_chunks{state="idle"}"#,
-    r#"allockit_arena_chunks{state="pinned"}"#,
-    "allockit_arena_committed_bytes",
-    "allockit_region_reserved_bytes",
-    "allockit_arena_reset_duration_seconds_count",
-    "allockit_arena_limit_exceeded_total",
-    r#"allockit_pool_objects{pool="response",state="live"}"#,
-    r#"allockit_pool_objects{pool="response",state="free"}"#,
-    r#"allockit_pool_allocations_total{pool="response"}"#,
-    r#"allockit_pool_frees_total{pool="response"}"#,
-    r#"allockit_pool_exhausted_total{pool="response"}"#,
-    "allockit_cache_entries",
-    "allockit_cache_bytes",
-    "allockit_cache_hits_total",
-    "allockit_cache_misses_total",
-    "allockit_cache_evictions_total",
-    "allockit_request_heap_allocations_total",
-    "allockit_request_heap_bytes_total",
-    r#"allockit_alloc_duration_seconds_count{allocator="arena"}"#,
-    r#"allockit_alloc_duration_seconds_count{allocator="pool"}"#,
-    r#"allockit_alloc_duration_seconds_count{allocator="cache"}"#,
-    r#"allockit_alloc_duration_seconds_count{allocator="heap"}"#,
-    r#"allockit_http_requests_total{route="/v1/events",status="200"}"#,
-    r#"allockit_http_request_duration_seconds_count{route="/v1/events"}"#,
-    "allockit_http_in_flight_requests",
-    r#"allockit_lifetime_mode{mode="segregated"}"#,
-    r#"allockit_lifetime_mode{mode="broken"}"#,
-    r#"allockit_lifetime_mode{mode="heap"}"#,
+/// Every series the dashboards and loadgen read, with the labels they select (a histogram
+/// by its `_count` series).
+const CONTRACT: &[(&str, &[(&str, &str)])] = &[
+    (JEMALLOC_ALLOCATED_BYTES, &[]),
+    (JEMALLOC_ACTIVE_BYTES, &[]),
+    (JEMALLOC_RESIDENT_BYTES, &[]),
+    (JEMALLOC_MAPPED_BYTES, &[]),
+    (JEMALLOC_RETAINED_BYTES, &[]),
+    (JEMALLOC_METADATA_BYTES, &[]),
+    (JEMALLOC_ARENA_ALLOCATED_BYTES, &[("arena", "cache")]),
+    (JEMALLOC_ARENA_RESIDENT_BYTES, &[("arena", "cache")]),
+    (JEMALLOC_ARENA_DIRTY_BYTES, &[("arena", "cache")]),
+    (PROCESS_RESIDENT_MEMORY_BYTES, &[]),
+    (ARENA_RESETS_TOTAL, &[]),
+    (ARENA_ALLOCATIONS_TOTAL, &[]),
+    (ARENA_ALLOCATED_BYTES_TOTAL, &[]),
+    (ARENA_REQUEST_BYTES, &[]),
+    (ARENA_CHUNKS, &[("state", "in_use")]),
+    (ARENA_CHUNKS, &[("state", "idle")]),
+    (ARENA_CHUNKS, &[("state", "pinned")]),
+    (ARENA_COMMITTED_BYTES, &[]),
+    (REGION_RESERVED_BYTES, &[]),
+    (ARENA_RESET_DURATION_SECONDS, &[]),
+    (ARENA_LIMIT_EXCEEDED_TOTAL, &[]),
+    (POOL_OBJECTS, &[("pool", "response"), ("state", "live")]),
+    (POOL_OBJECTS, &[("pool", "response"), ("state", "free")]),
+    (POOL_ALLOCATIONS_TOTAL, &[("pool", "response")]),
+    (POOL_FREES_TOTAL, &[("pool", "response")]),
+    (POOL_EXHAUSTED_TOTAL, &[("pool", "response")]),
+    (CACHE_ENTRIES, &[]),
+    (CACHE_BYTES, &[]),
+    (CACHE_HITS_TOTAL, &[]),
+    (CACHE_MISSES_TOTAL, &[]),
+    (CACHE_EVICTIONS_TOTAL, &[]),
+    (REQUEST_HEAP_ALLOCATIONS_TOTAL, &[]),
+    (REQUEST_HEAP_BYTES_TOTAL, &[]),
+    (ALLOC_DURATION_SECONDS, &[("allocator", "arena")]),
+    (ALLOC_DURATION_SECONDS, &[("allocator", "pool")]),
+    (ALLOC_DURATION_SECONDS, &[("allocator", "cache")]),
+    (ALLOC_DURATION_SECONDS, &[("allocator", "heap")]),
+    (HTTP_REQUESTS_TOTAL, &[("route", "/v1/events"), ("status", "200")]),
+    (HTTP_REQUEST_DURATION_SECONDS, &[("route", "/v1/events")]),
+    (HTTP_IN_FLIGHT_REQUESTS, &[]),
+    (LIFETIME_MODE, &[("mode", "segregated")]),
+    (LIFETIME_MODE, &[("mode", "broken")]),
+    (LIFETIME_MODE, &[("mode", "heap")]),
 ];
 
 #[test]
@@ -98,27 +113,31 @@ fn every_metric_of_the_contract_is_exported_with_real_values() {
     for i in 0..20 {
         assert_eq!(post(server.addr, "/v1/events", &batch(&format!("u{i}"), 10)).status, 200);
     }
-    wait_for_metric(server.addr, r#"allockit_pool_frees_total{pool="response"}"#, 20.0);
-    let text = get(server.addr, "/metrics").body;
-    for sample in CONTRACT {
-        assert!(metric_in(&text, sample).is_some(), "missing {sample}");
+    wait_for_metric(server.addr, POOL_FREES_TOTAL, &[("pool", "response")], 20.0);
+    let text = scrape(server.addr);
+    let exposition = exposition::parse(&text);
+    assert!(exposition.errors.is_empty(), "{:?}", exposition.errors);
+    for (name, labels) in CONTRACT {
+        let value = exposition.sum(name, labels).or_else(|| exposition.count(name, labels));
+        assert!(value.is_some(), "missing {name}{labels:?}");
     }
-    let value = |s: &str| metric_in(&text, s).unwrap();
-    assert_eq!(value("allockit_arena_resets_total"), 20.0);
-    assert!(value("allockit_arena_allocations_total") >= 20.0 * 10.0);
-    assert!(value("allockit_arena_allocated_bytes_total") > 20.0 * 500.0);
-    assert_eq!(value(r#"allockit_pool_allocations_total{pool="response"}"#), 20.0);
-    assert_eq!(value(r#"allockit_pool_frees_total{pool="response"}"#), 20.0);
-    assert_eq!(value("allockit_cache_entries"), 20.0);
-    assert_eq!(value("allockit_cache_misses_total"), 20.0);
-    assert!(value("allockit_cache_bytes") > 20.0 * 50.0);
-    assert!(value(r#"allockit_alloc_duration_seconds_count{allocator="arena"}"#) >= 200.0);
-    assert_eq!(value(r#"allockit_alloc_duration_seconds_count{allocator="cache"}"#), 20.0);
-    assert!(value(r#"jemalloc_arena_allocated_bytes{arena="cache"}"#) > 0.0);
-    assert!(value("jemalloc_resident_bytes") >= value("jemalloc_allocated_bytes") / 2.0);
-    assert!(value("process_resident_memory_bytes") > 1e6);
-    assert_eq!(value(r#"allockit_lifetime_mode{mode="segregated"}"#), 1.0);
-    assert_eq!(value(r#"allockit_http_requests_total{route="/v1/events",status="200"}"#), 20.0);
+    let value = |name: &str, labels: &[(&str, &str)]| exposition.sum(name, labels).unwrap();
+    let count = |name: &str, labels: &[(&str, &str)]| exposition.count(name, labels).unwrap();
+    assert_eq!(value(ARENA_RESETS_TOTAL, &[]), 20.0);
+    assert!(value(ARENA_ALLOCATIONS_TOTAL, &[]) >= 20.0 * 10.0);
+    assert!(value(ARENA_ALLOCATED_BYTES_TOTAL, &[]) > 20.0 * 500.0);
+    assert_eq!(value(POOL_ALLOCATIONS_TOTAL, &[("pool", "response")]), 20.0);
+    assert_eq!(value(POOL_FREES_TOTAL, &[("pool", "response")]), 20.0);
+    assert_eq!(value(CACHE_ENTRIES, &[]), 20.0);
+    assert_eq!(value(CACHE_MISSES_TOTAL, &[]), 20.0);
+    assert!(value(CACHE_BYTES, &[]) > 20.0 * 50.0);
+    assert!(count(ALLOC_DURATION_SECONDS, &[("allocator", "arena")]) >= 200.0);
+    assert_eq!(count(ALLOC_DURATION_SECONDS, &[("allocator", "cache")]), 20.0);
+    assert!(value(JEMALLOC_ARENA_ALLOCATED_BYTES, &[("arena", "cache")]) > 0.0);
+    assert!(value(JEMALLOC_RESIDENT_BYTES, &[]) >= value(JEMALLOC_ALLOCATED_BYTES, &[]) / 2.0);
+    assert!(value(PROCESS_RESIDENT_MEMORY_BYTES, &[]) > 1e6);
+    assert_eq!(value(LIFETIME_MODE, &[("mode", "segregated")]), 1.0);
+    assert_eq!(value(HTTP_REQUESTS_TOTAL, &[("route", "/v1/events"), ("status", "200")]), 20.0);
     server.shutdown();
 }
 
@@ -126,7 +145,7 @@ fn every_metric_of_the_contract_is_exported_with_real_values() {
 fn promtool_finds_nothing_to_lint_in_the_metrics() {
     let server = start(&[]);
     post(server.addr, "/v1/events", &batch("lint", 5));
-    let text = get(server.addr, "/metrics").body;
+    let text = scrape(server.addr);
     let mut child = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
@@ -134,7 +153,7 @@ fn promtool_finds_nothing_to_lint_in_the_metrics() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("promtool is installed (scripts/install-deps installs the prometheus package)");
-    child.stdin.take().unwrap().write_all(&text).unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let output = child.wait_with_output().unwrap();
     let findings =
         String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
@@ -153,18 +172,18 @@ fn request_work_makes_no_heap_allocations_in_arena_mode_and_some_in_heap_mode() 
         assert_eq!(reply.status, 200);
         assert_eq!(reply.json()["mode"], "heap");
     }
-    assert_eq!(metric(arena.addr, "allockit_request_heap_allocations_total"), 0.0);
-    assert_eq!(metric(arena.addr, "allockit_request_heap_bytes_total"), 0.0);
-    let allocations = metric(heap.addr, "allockit_request_heap_allocations_total");
+    assert_eq!(metric(arena.addr, REQUEST_HEAP_ALLOCATIONS_TOTAL, &[]), 0.0);
+    assert_eq!(metric(arena.addr, REQUEST_HEAP_BYTES_TOTAL, &[]), 0.0);
+    let allocations = metric(heap.addr, REQUEST_HEAP_ALLOCATIONS_TOTAL, &[]);
     assert!(allocations >= 30.0 * 4.0, "heap mode counted only {allocations} allocations");
-    assert!(metric(heap.addr, "allockit_request_heap_bytes_total") > 30.0 * 1000.0);
-    assert_eq!(metric(heap.addr, "allockit_arena_resets_total"), 0.0);
+    assert!(metric(heap.addr, REQUEST_HEAP_BYTES_TOTAL, &[]) > 30.0 * 1000.0);
+    assert_eq!(metric(heap.addr, ARENA_RESETS_TOTAL, &[]), 0.0);
     arena.shutdown();
     heap.shutdown();
 }
 
 fn pinned(addr: std::net::SocketAddr) -> f64 {
-    metric(addr, r#"allockit_arena_chunks{state="pinned"}"#)
+    metric(addr, ARENA_CHUNKS, &[("state", "pinned")])
 }
 
 #[test]
@@ -178,7 +197,7 @@ fn segregated_profiles_pin_nothing_while_broken_ones_pin_a_chunk_each() {
     };
     send(segregated.addr, 0, 20);
     send(broken.addr, 0, 20);
-    let committed = |addr| metric(addr, "allockit_arena_committed_bytes");
+    let committed = |addr| metric(addr, ARENA_COMMITTED_BYTES, &[]);
     let (seg_committed, broken_committed) = (committed(segregated.addr), committed(broken.addr));
     send(segregated.addr, 20, 200);
     send(broken.addr, 20, 200);
@@ -189,7 +208,7 @@ fn segregated_profiles_pin_nothing_while_broken_ones_pin_a_chunk_each() {
     // accept queue).
     let flat = seg_committed.max(2.0 * 65536.0);
     assert!(committed(segregated.addr) <= flat, "segregated committed bytes stay flat");
-    assert_eq!(metric(segregated.addr, "allockit_cache_entries"), 200.0);
+    assert_eq!(metric(segregated.addr, CACHE_ENTRIES, &[]), 200.0);
 
     assert_eq!(pinned(broken.addr), 200.0, "one pinned chunk per cached profile");
     let grown = committed(broken.addr);
@@ -212,7 +231,7 @@ fn the_mode_can_be_toggled_at_run_time() {
         post(server.addr, "/v1/events", &batch(&format!("late-{i}"), 2));
     }
     assert_eq!(pinned(server.addr), 5.0);
-    assert_eq!(metric(server.addr, r#"allockit_lifetime_mode{mode="broken"}"#), 1.0);
+    assert_eq!(metric(server.addr, LIFETIME_MODE, &[("mode", "broken")]), 1.0);
     let by_body = request(server.admin_addr, "PUT", "/admin/mode", br#"{"mode":"heap"}"#);
     assert_eq!(by_body.json()["mode"], "heap");
     assert_eq!(post(server.addr, "/v1/events", &batch("heap-user", 2)).json()["mode"], "heap");
@@ -281,7 +300,7 @@ fn graceful_shutdown_drains_an_in_flight_request() {
     stream.flush().unwrap();
     // Wait until the server is inside the handler, reading the body.
     let started = std::time::Instant::now();
-    while metric(server.addr, "allockit_http_in_flight_requests") < 2.0 {
+    while metric(server.addr, HTTP_IN_FLIGHT_REQUESTS, &[]) < 2.0 {
         assert!(started.elapsed() < Duration::from_secs(10), "the request never started");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -328,6 +347,6 @@ fn growing_the_chunk_source_by_regions_makes_no_heap_allocation_on_the_request_p
         assert_eq!(post(server.addr, "/v1/events", &batch(&format!("grower-{i}"), 3)).status, 200);
     }
     assert!(server.shared().arena_source.stats().regions >= 4);
-    assert_eq!(metric(server.addr, "allockit_request_heap_allocations_total"), 0.0);
+    assert_eq!(metric(server.addr, REQUEST_HEAP_ALLOCATIONS_TOTAL, &[]), 0.0);
     server.shutdown();
 }

@@ -187,7 +187,8 @@ pub struct HeapFigures {
     pub footprint_bytes: u64,
     /// Bytes in free blocks (tags included), the free space at the end of the heap too.
     pub free_bytes: u64,
-    /// Free blocks.
+    /// Free blocks, however small: many against a small `largest_free` is the
+    /// fragmentation picture.
     pub free_blocks: u64,
     /// The largest free block in bytes.
     pub largest_free: u64,
@@ -261,7 +262,7 @@ impl FragmentationReport {
 /// The child task: one heap, the whole sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FragmentationRun {
-    /// Which heap.
+    /// The heap put through the sequence: glibc's `malloc`, or allockit's free list.
     pub heap: FragmentedHeap,
     /// Block count and sizes, as the parent chose them.
     pub options: FragmentationOptions,

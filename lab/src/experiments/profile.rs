@@ -296,7 +296,8 @@ pub struct ProfileOutcome {
     pub binary: PathBuf,
     /// The raw dump (jeprof format).
     pub dump: Vec<u8>,
-    /// Its numbers.
+    /// The dump's sample period, stack count and estimated live bytes, read without
+    /// symbols (so available even where jeprof is not).
     pub summary: DumpSummary,
     /// The gzipped pprof protobuf.
     pub pprof: Vec<u8>,

@@ -41,7 +41,7 @@ pub enum ServiceKind {
 }
 
 impl ServiceKind {
-    /// Name for tables.
+    /// How tables and the diagnosis name it (`leaking service`).
     pub fn name(self) -> &'static str {
         match self {
             ServiceKind::Leak => "leaking service",
@@ -65,7 +65,7 @@ pub enum CodeFix {
 /// A run of a synthetic service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
-    /// Which service.
+    /// The leaking or the fragmenting service; both run the same request loop.
     pub kind: ServiceKind,
     /// Which code fix is applied.
     pub fix: CodeFix,

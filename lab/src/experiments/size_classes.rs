@@ -100,7 +100,8 @@ impl ClassWaste {
 pub enum Contender {
     /// The free list, LIFO first fit (its default).
     FreeListFirstFit,
-    /// The free list, best fit.
+    /// The free list, best fit: on this trace it keeps far fewer free blocks than first
+    /// fit, so it searches less (task 7).
     FreeListBestFit,
     /// The size-class heap.
     SizeClass,

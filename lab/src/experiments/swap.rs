@@ -226,7 +226,7 @@ pub enum Subject {
 /// One allocator's run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SwapRun {
-    /// The allocator.
+    /// The allocator put under the subject (glibc's is the one already in the process).
     pub allocator: AllocatorKind,
     /// The preloaded library, or `libc`.
     pub library: String,
@@ -264,7 +264,8 @@ impl SwapRun {
 /// Task 9's result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SwapOutcome {
-    /// What ran.
+    /// The built-in workload or the command given after `--`, the same under every
+    /// allocator.
     pub subject: Subject,
     /// One run per available allocator, glibc first.
     pub runs: Vec<SwapRun>,
@@ -275,9 +276,10 @@ pub struct SwapOutcome {
 /// Options of a swap experiment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwapOptions {
-    /// What to run.
+    /// The built-in workload or any command, run once per allocator.
     pub subject: Subject,
-    /// RSS sampling interval.
+    /// How often the child's RSS is read from `/proc` (shorter catches brief peaks; the
+    /// kernel's peak RSS is reported beside the series anyway).
     pub interval: Duration,
 }
 

@@ -65,7 +65,7 @@ pub enum Verdict {
     Leak,
     /// Live memory is small next to the pages that hold it.
     Fragmentation,
-    /// Neither.
+    /// Neither: live memory is flat and the pages holding it are mostly in use.
     Healthy,
 }
 

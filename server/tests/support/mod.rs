@@ -127,34 +127,48 @@ pub fn batch(user: &str, events: usize) -> String {
     format!(r#"{{"user":"{user}","events":[{}]}}"#, events.join(","))
 }
 
-/// The value of one sample of `/metrics`, e.g. `allockit_arena_chunks{state="pinned"}`.
-pub fn metric(addr: SocketAddr, sample: &str) -> f64 {
-    metric_in(&get(addr, "/metrics").body, sample).unwrap_or_else(|| panic!("no sample {sample} in /metrics"))
+/// `/metrics` of the server at `addr`, fetched with allockit-probe's blocking client.
+pub fn scrape(addr: SocketAddr) -> String {
+    let response = allockit_probe::http::get(&format!("http://{addr}/metrics"), Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+    response.text().into_owned()
 }
 
-pub fn metric_in(text: &[u8], sample: &str) -> Option<f64> {
-    String::from_utf8_lossy(text).lines().find_map(|line| {
-        let (name, value) = line.rsplit_once(' ')?;
-        (name == sample).then(|| value.parse().ok()).flatten()
-    })
+/// The sum of the samples of metric `name` whose labels include `labels` (the names are
+/// `allockit_probe::metrics`' constants), read through the probe's parser; `None` when
+/// none is exported.
+pub fn metric_in(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let exposition = allockit_probe::exposition::parse(text);
+    assert!(exposition.errors.is_empty(), "malformed /metrics lines: {:?}", exposition.errors);
+    exposition.sum(name, labels)
 }
 
-/// Waits (up to 10 s) for `sample` to reach `value`: some counters move just after the
+/// [`metric_in`] of a fresh scrape; a metric that is not exported fails the test.
+pub fn metric(addr: SocketAddr, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metric_in(&scrape(addr), name, labels).unwrap_or_else(|| panic!("no {name}{labels:?} in /metrics"))
+}
+
+/// Waits (up to 10 s) for a metric to reach `value`: some counters move just after the
 /// client has its answer (hyper drops the response buffer after writing it).
-pub fn wait_for_metric(addr: SocketAddr, sample: &str, value: f64) {
-    wait_until_metric(addr, sample, |now| now == value);
+pub fn wait_for_metric(addr: SocketAddr, name: &str, labels: &[(&str, &str)], value: f64) {
+    wait_until_metric(addr, name, labels, |now| now == value);
 }
 
-/// Waits (up to 10 s) until `sample` satisfies `accept`; connection-level counters move when
+/// Waits (up to 10 s) until a metric satisfies `accept`; connection-level counters move when
 /// the connection task ends, just after the client has its answer.
-pub fn wait_until_metric(addr: SocketAddr, sample: &str, accept: impl Fn(f64) -> bool) {
+pub fn wait_until_metric(
+    addr: SocketAddr,
+    name: &str,
+    labels: &[(&str, &str)],
+    accept: impl Fn(f64) -> bool,
+) {
     let started = std::time::Instant::now();
     loop {
-        let now = metric_in(&get(addr, "/metrics").body, sample);
+        let now = metric_in(&scrape(addr), name, labels);
         if now.is_some_and(&accept) {
             return;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "{sample} stayed at {now:?}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{name}{labels:?} stayed at {now:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
