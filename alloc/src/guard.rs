@@ -4,10 +4,14 @@
 //!
 //! | guard | where | how it fires |
 //! |---|---|---|
-//! | guard page | the last page of every chunk ([`crate::chunk`]) and so after every pool slab | `SIGSEGV` on the first byte past a chunk |
-//! | poisoning | freed pool blocks, reset arena memory, freed heap blocks | freed memory reads as [`POISON_FREED`] bytes, so a use after free sees garbage, not old data |
-//! | canaries | after every arena allocation and every pool block | checked on reset (arena) and free (pool); a damaged canary panics with "overwrite detected" |
-//! | double free | the pool keeps one bit per block | freeing a free block panics with "double free" |
+//! | guard page | the last page of every chunk ([`crate::chunk`]), so after every arena chunk, pool slab run and size-class chunk | `SIGSEGV` on the first byte past a chunk |
+//! | poisoning | reset arena memory, freed pool, free-list and size-class blocks | freed memory reads as [`POISON_FREED`] bytes; the pool, the free list and the size classes check it when they hand the memory out again ("write after free detected") |
+//! | canaries | after every arena allocation, pool block and size-class block | checked on reset and drop (arena), free (pool, size classes) and realloc in place (size classes): "overwrite detected" |
+//! | double free | the pool's bit per block, the free list's tags (a freed block's header is poisoned when it coalesces downwards), the size classes' state word per slot | "double free of ... block" |
+//! | bad pointer | the free list's segment bounds and block walk, the size classes' state word | "not a block in use" |
+//!
+//! `docs/reliability.md` has the table per allocator: what each misuse is caught by, when,
+//! and the test that shows it firing.
 //!
 //! With the `asan` feature (and a build with `-Zsanitizer=address`, see `scripts/sanitize`)
 //! the allocators also tell AddressSanitizer which of their bytes are handed out: memory a
@@ -72,12 +76,40 @@ pub unsafe fn check_canary(ptr: *const u8, what: &str) {
     }
 }
 
+/// Checks that `[block + from, block + to)` still holds [`POISON_FREED`] bytes (memory
+/// handed out again after it was freed and poisoned); panics with "write after free
+/// detected in {what} {block} at offset {n}" at the first byte that does not.
+///
+/// # Safety
+/// The range must be readable memory the allocator owns.
+#[inline]
+pub unsafe fn check_poisoned(block: *const u8, from: usize, to: usize, what: &str) {
+    if ENABLED && to > from {
+        // SAFETY: guaranteed by the caller.
+        let bytes = unsafe { core::slice::from_raw_parts(block.add(from), to - from) };
+        if let Some(at) = bytes.iter().position(|&b| b != POISON_FREED) {
+            fired(format_args!("write after free detected in {what} {block:p} at offset {}", from + at));
+        }
+    }
+}
+
 /// Reports a guard that fired.
 #[cold]
 #[inline(never)]
 #[track_caller]
 pub fn fired(what: core::fmt::Arguments<'_>) -> ! {
     panic!("allockit guard: {what}")
+}
+
+/// The message of the guard that `misuse` makes fire (it must fire): for the unit tests
+/// of the guards, which assert the whole message.
+#[cfg(all(test, feature = "guard"))]
+pub(crate) fn message_of(misuse: impl FnOnce()) -> String {
+    let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(misuse)).expect_err("no guard fired");
+    match payload.downcast::<String>() {
+        Ok(message) => *message,
+        Err(payload) => payload.downcast::<&str>().map(|message| message.to_string()).unwrap(),
+    }
 }
 
 #[cfg(feature = "asan")]

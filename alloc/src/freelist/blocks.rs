@@ -18,9 +18,17 @@
 //! * Invariants (what [`Blocks::check`] verifies): header == footer for every block; no two
 //!   free blocks are adjacent; the free list holds exactly the free blocks, with
 //!   consistent back links; block sizes add up to each segment; the counters match.
+//! * Guard build (the `guard` feature): every byte of a free block between its links and
+//!   its footer reads [`POISON_FREED`](guard::POISON_FREED) — freed payloads, the tags and
+//!   links a coalesce leaves inside a larger block, fresh segments. So a block that is
+//!   handed out again must still hold the poison past its first two words (the front
+//!   checks it: a write after free), and the header of a block that was freed and
+//!   coalesced into its lower neighbour no longer reads as in use (a second free of it is
+//!   a double free, [`Blocks::validate_in_use`]).
 
 use core::ptr;
 
+use crate::guard;
 use crate::heap::Span;
 
 /// Bytes of a header or footer word.
@@ -32,6 +40,9 @@ pub(super) const OVERHEAD: usize = 2 * WORD;
 /// The smallest block: header, two free-list links, footer. A remainder smaller than this
 /// is not split off.
 pub(super) const MIN_BLOCK: usize = 32;
+/// The words at the start of a free block that are not poison in the guard build: the
+/// header and the two free-list links.
+const FREE_HEAD: usize = WORD + size_of::<Links>();
 /// Bit 0 of a tag: the block is handed out (or is a sentinel).
 const IN_USE: usize = 1;
 /// Bit 1 of a header: set on free blocks while `check` walks the free list.
@@ -174,9 +185,19 @@ pub enum HeapCorruption {
         /// The counter.
         counted: usize,
     },
-    /// A pointer given to free or realloc is not a block in use (a double free, or a
-    /// pointer this heap never handed out).
-    #[error("{ptr:#x} is not a block in use (double free or foreign pointer)")]
+    /// A pointer given to free or realloc lies in a free block: the block was freed
+    /// already (a double free, or a use after free), possibly coalesced with a neighbour
+    /// since.
+    #[error("{ptr:#x} lies in a free block (freed already)")]
+    AlreadyFree {
+        /// The pointer.
+        ptr: usize,
+    },
+    /// A pointer given to free or realloc is not the start of a block in use: a pointer
+    /// this heap never handed out, one into the middle of a block, or a damaged header.
+    #[error(
+        "{ptr:#x} is not a block in use of this heap (a foreign or interior pointer, or a damaged header)"
+    )]
     NotInUse {
         /// The pointer.
         ptr: usize,
@@ -224,6 +245,35 @@ unsafe fn set_tags(block: *mut u8, size: usize, in_use: bool) {
     unsafe {
         block.cast::<usize>().write(word);
         block.add(size - WORD).cast::<usize>().write(word);
+    }
+}
+
+/// The split rule, written once: a free block of `size` bytes put in use for `need` bytes
+/// (`need <= size`) gives up its tail when the tail can be a block of its own (at least
+/// [`MIN_BLOCK`]) and keeps it otherwise (a smaller tail could never be handed out).
+/// Writes the in-use tags of what the block keeps and returns the tail (its address and
+/// size), whose tags and free-list place are the caller's to set, or `None`.
+#[inline(always)]
+unsafe fn split(block: *mut u8, size: usize, need: usize) -> Option<(*mut u8, usize)> {
+    let rest = size - need;
+    // SAFETY: the caller owns [block, block + size) inside a segment.
+    unsafe {
+        if rest < MIN_BLOCK {
+            set_tags(block, size, true);
+            return None;
+        }
+        set_tags(block, need, true);
+        Some((block.add(need), rest))
+    }
+}
+
+/// Fills `[from, to)` with freed-memory poison in the guard build (nothing otherwise, or
+/// when the range is empty).
+#[inline(always)]
+unsafe fn poison_range(from: *mut u8, to: *mut u8) {
+    if guard::ENABLED && to > from {
+        // SAFETY: the caller owns the range, which holds nothing live.
+        unsafe { guard::poison(from, to.addr() - from.addr()) };
     }
 }
 
@@ -447,56 +497,96 @@ impl Blocks {
                 set_tags(block, lead, false);
                 self.free_bytes -= size - lead;
                 let taken = block.add(lead);
-                let rest = size - lead;
-                if rest - need >= MIN_BLOCK {
-                    set_tags(taken, need, true);
-                    set_tags(taken.add(need), rest - need, false);
-                    self.push_free(taken.add(need));
-                } else {
-                    set_tags(taken, rest, true);
+                if let Some((tail, tail_size)) = split(taken, size - lead, need) {
+                    set_tags(tail, tail_size, false);
+                    self.push_free(tail);
                 }
                 return taken.add(WORD);
             }
-            if size - need >= MIN_BLOCK {
-                let rest = block.add(need);
-                let Links { prev, next } = links(block).read();
-                set_tags(rest, size - need, false);
-                links(rest).write(Links { prev, next });
-                self.relink(prev, next, rest, rest);
-                // Next fit resumes in the remainder; but the wilderness nearly always
-                // fits, so after cutting into it the search wraps to the head, or next fit
-                // would never reuse a hole again.
-                let wilderness = tag(rest.add(size - need)) == IN_USE;
-                self.rover = if wilderness { ptr::null_mut() } else { rest };
-                self.free_bytes -= need;
-                set_tags(block, need, true);
-            } else {
-                let resume = (*links(block)).next;
-                self.unlink_free(block);
-                self.rover = resume;
-                set_tags(block, size, true);
+            let Links { prev, next } = links(block).read();
+            match split(block, size, need) {
+                Some((rest, rest_size)) => {
+                    set_tags(rest, rest_size, false);
+                    links(rest).write(Links { prev, next });
+                    self.relink(prev, next, rest, rest);
+                    // Next fit resumes in the remainder; but the wilderness nearly always
+                    // fits, so after cutting into it the search wraps to the head, or next
+                    // fit would never reuse a hole again.
+                    let wilderness = tag(rest.add(rest_size)) == IN_USE;
+                    self.rover = if wilderness { ptr::null_mut() } else { rest };
+                    self.free_bytes -= need;
+                }
+                None => {
+                    // `split` kept the whole block, so its size (which `unlink_free`
+                    // reads) and its links are unchanged.
+                    self.unlink_free(block);
+                    self.rover = next;
+                }
             }
             block.add(WORD)
         }
     }
 
-    /// Checks that `payload` is a block in use whose tags agree (the guard build's
-    /// double-free and corruption check).
-    pub(super) unsafe fn validate_in_use(&self, payload: *mut u8) -> Result<(), HeapCorruption> {
-        // SAFETY: the caller passes a pointer it got from this heap; reading the words
-        // around it stays inside the segment even if the block was freed since.
+    /// Checks that `payload` is a block in use whose tags agree: the guard build's check
+    /// of a pointer given to free or realloc. O(segments) when it is; when it is not, a
+    /// walk of its segment says what it is instead ([`HeapCorruption::AlreadyFree`] for a
+    /// pointer into a free block: a double free, even one coalesced away since).
+    pub(super) fn validate_in_use(&self, payload: *mut u8) -> Result<(), HeapCorruption> {
+        let ptr = payload.addr();
+        let block = payload.wrapping_sub(WORD);
+        let Some(segment) = self.segment_of(block) else {
+            return Err(HeapCorruption::NotInUse { ptr });
+        };
+        if !ptr.is_multiple_of(ALIGN) {
+            return Err(HeapCorruption::NotInUse { ptr });
+        }
+        let epilogue = segment_end(segment).wrapping_sub(WORD);
+        // SAFETY: `block` lies in the segment, below its epilogue, so its word is readable;
+        // the footer is read only once the size is known to stay inside the segment.
         unsafe {
-            let block = payload.sub(WORD);
             let header = tag(block);
-            if header & IN_USE == 0 {
-                return Err(HeapCorruption::NotInUse { ptr: payload.addr() });
-            }
-            let footer = tag(block.add(header & !FLAGS).sub(WORD));
-            if footer != header {
-                return Err(HeapCorruption::TagMismatch { block: block.addr(), header, footer });
+            let size = header & !FLAGS;
+            if header & FLAGS == IN_USE
+                && size >= MIN_BLOCK
+                && size.is_multiple_of(ALIGN)
+                && size <= epilogue.addr() - block.addr()
+            {
+                let footer = tag(block.add(size - WORD));
+                if footer != header {
+                    return Err(HeapCorruption::TagMismatch { block: block.addr(), header, footer });
+                }
+                return Ok(());
             }
         }
-        Ok(())
+        Err(self.classify(segment, block))
+    }
+
+    /// What `block` (not a block in use) is, by walking its segment: inside a free block
+    /// is [`HeapCorruption::AlreadyFree`]; anything else [`HeapCorruption::NotInUse`], or the
+    /// damage the walk meets first.
+    fn classify(&self, segment: *mut Segment, block: *mut u8) -> HeapCorruption {
+        let ptr = block.addr() + WORD;
+        let first = segment.cast::<u8>().wrapping_add(FIRST_BLOCK);
+        let epilogue = segment_end(segment).wrapping_sub(WORD);
+        let mut walked = first;
+        while walked < epilogue {
+            // SAFETY: `walked` is a block start inside the segment; its size is checked
+            // before it is used to find the next one.
+            let header = unsafe { tag(walked) };
+            let size = header & !FLAGS;
+            if size < MIN_BLOCK || !size.is_multiple_of(ALIGN) || size > epilogue.addr() - walked.addr() {
+                return HeapCorruption::BadSize { block: walked.addr(), size };
+            }
+            if block < walked.wrapping_add(size) {
+                return if header & IN_USE == 0 {
+                    HeapCorruption::AlreadyFree { ptr }
+                } else {
+                    HeapCorruption::NotInUse { ptr }
+                };
+            }
+            walked = walked.wrapping_add(size);
+        }
+        HeapCorruption::NotInUse { ptr }
     }
 
     /// The payload bytes of the block in use at `payload`.
@@ -507,26 +597,34 @@ impl Blocks {
     }
 
     /// Frees the block at `payload`, coalescing with free neighbours on both sides.
-    /// Returns the resulting free block and its size.
+    /// Returns the resulting free block and its size. In the guard build the payload and
+    /// every tag and link the coalesce leaves inside the merged block become poison: the
+    /// freed block's own header too, when it merges into its lower neighbour, so that it
+    /// no longer reads as in use.
     #[inline]
     pub(super) unsafe fn free(&mut self, payload: *mut u8) -> (*mut u8, usize) {
         // SAFETY: `payload` is a block in use of ours; its neighbours' tags are readable
-        // (sentinels bound every segment).
+        // (sentinels bound every segment). Poison is written only inside the merged block,
+        // after the links it covers were read.
         unsafe {
-            let mut block = payload.sub(WORD);
+            let freed = payload.sub(WORD);
+            let mut block = freed;
             let mut size = size_of_block(block);
             let next = block.add(size);
+            poison_range(payload, next.sub(WORD));
             let previous_footer = block.sub(WORD).cast::<usize>().read();
             if previous_footer & IN_USE == 0 {
                 let previous_size = previous_footer & !FLAGS;
                 block = block.sub(previous_size);
                 self.unlink_free(block);
                 size += previous_size;
+                poison_range(freed.sub(WORD), freed.add(WORD));
             }
             if is_free(next) {
                 let next_size = size_of_block(next);
                 self.unlink_free(next);
                 size += next_size;
+                poison_range(next.sub(WORD), next.add(FREE_HEAD));
             }
             set_tags(block, size, false);
             self.push_free(block);
@@ -543,21 +641,23 @@ impl Blocks {
         unsafe {
             let block = payload.sub(WORD);
             let size = size_of_block(block);
+            let next = block.add(size);
             if need <= size {
-                if size - need >= MIN_BLOCK {
-                    set_tags(block, need, true);
-                    let mut rest = size - need;
-                    let next = block.add(size);
+                if let Some((tail, mut tail_size)) = split(block, size, need) {
+                    let mut stale_end = next;
                     if is_free(next) {
-                        rest += size_of_block(next);
+                        tail_size += size_of_block(next);
                         self.unlink_free(next);
+                        stale_end = next.add(FREE_HEAD);
                     }
-                    set_tags(block.add(need), rest, false);
-                    self.push_free(block.add(need));
+                    // The tail held the caller's data (and, when it merged, the next
+                    // block's header and links): free memory reads as poison.
+                    poison_range(tail.add(FREE_HEAD), stale_end);
+                    set_tags(tail, tail_size, false);
+                    self.push_free(tail);
                 }
                 return true;
             }
-            let next = block.add(size);
             if !is_free(next) {
                 return false;
             }
@@ -566,12 +666,9 @@ impl Blocks {
                 return false;
             }
             self.unlink_free(next);
-            if total - need >= MIN_BLOCK {
-                set_tags(block, need, true);
-                set_tags(block.add(need), total - need, false);
-                self.push_free(block.add(need));
-            } else {
-                set_tags(block, total, true);
+            if let Some((tail, tail_size)) = split(block, total, need) {
+                set_tags(tail, tail_size, false);
+                self.push_free(tail);
             }
             true
         }
@@ -607,6 +704,7 @@ impl Blocks {
             let epilogue = start.with_addr(end - WORD);
             epilogue.cast::<usize>().write(IN_USE);
             set_tags(first, epilogue.addr() - first.addr(), false);
+            poison_range(first.add(FREE_HEAD), epilogue.sub(WORD));
             self.push_free(first);
         }
         self.segments = segment;
@@ -629,13 +727,16 @@ impl Blocks {
             new_epilogue.cast::<usize>().write(IN_USE);
             let mut block = old_epilogue;
             let mut size = new_epilogue.addr() - old_epilogue.addr();
+            let mut stale = old_epilogue.add(FREE_HEAD);
             let previous_footer = block.sub(WORD).cast::<usize>().read();
             if previous_footer & IN_USE == 0 {
                 let previous_size = previous_footer & !FLAGS;
                 block = block.sub(previous_size);
                 self.unlink_free(block);
                 size += previous_size;
+                stale = old_epilogue.sub(WORD);
             }
+            poison_range(stale, new_epilogue.sub(WORD));
             set_tags(block, size, false);
             self.push_free(block);
         }
@@ -705,17 +806,22 @@ impl Blocks {
     }
 
     fn segment_containing(&self, block: *mut u8) -> bool {
+        self.segment_of(block).is_some()
+    }
+
+    /// The segment whose blocks (between the prologue and the epilogue) hold `block`.
+    fn segment_of(&self, block: *mut u8) -> Option<*mut Segment> {
         let mut segment = self.segments;
         while !segment.is_null() {
             let first = segment.cast::<u8>().wrapping_add(FIRST_BLOCK);
             let epilogue = segment_end(segment).wrapping_sub(WORD);
             if block >= first && block < epilogue {
-                return true;
+                return Some(segment);
             }
             // SAFETY: a live segment header.
             segment = unsafe { (*segment).next };
         }
-        false
+        None
     }
 
     /// Walks the free list and every segment and verifies every invariant.

@@ -41,8 +41,13 @@
 //! **Debug support.** [`FreeList::check`] walks the whole heap and verifies every
 //! invariant (header == footer, no two adjacent free blocks, the free list holds exactly
 //! the free blocks, sizes add up to each segment, counters agree). With the `guard`
-//! feature, `free` and `realloc` verify the block's tags first (a double free or a foreign
-//! pointer panics instead of corrupting the heap) and freed payloads are poisoned.
+//! feature, `free` and `realloc` verify the pointer first and panic instead of corrupting
+//! the heap: a pointer into a free block is a double free ("double free of free-list
+//! block"), even after the block coalesced with both neighbours; a foreign or interior
+//! pointer, or tags that disagree, is reported as such. Free memory is poisoned, and a
+//! block handed out again (by allocation, or by a realloc growing into it) must still hold
+//! the poison: a write after free panics then ("write after free detected in free-list
+//! block").
 //!
 //! ```
 //! use core::alloc::Layout;
@@ -263,6 +268,8 @@ impl<S: SpanSource> FreeList<S> {
             Some(payload) => payload,
             None => self.alloc_from_new_segment(layout, need)?,
         };
+        // SAFETY: a block in use, just handed out.
+        unsafe { Self::on_alloc(payload) };
         self.state().counters.on_alloc(layout.size());
         // SAFETY: payloads lie inside segments, never at address 0.
         Ok(unsafe { NonNull::new_unchecked(payload) })
@@ -318,8 +325,7 @@ impl<S: SpanSource> FreeList<S> {
     #[inline]
     pub unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout) {
         let payload = ptr.as_ptr();
-        // SAFETY: forwarded from the caller: a block in use of this heap.
-        unsafe { self.on_free(payload) };
+        self.on_free(payload, "free");
         let state = self.state();
         // SAFETY: as above.
         let (block, size) = unsafe { state.blocks.free(payload) };
@@ -333,20 +339,61 @@ impl<S: SpanSource> FreeList<S> {
         }
     }
 
-    /// The debug checks and poisoning of a block being freed: the one place to extend
-    /// (sanitizer hooks go here too).
+    /// The debug check of a block being handed out: in the guard build free memory is
+    /// poisoned past its header and links (see `blocks`), so a payload must still read as
+    /// poison past its first two words; anything else was written after it was freed.
     #[inline(always)]
-    unsafe fn on_free(&self, payload: *mut u8) {
+    unsafe fn on_alloc(payload: *mut u8) {
         if !guard::ENABLED {
             return;
         }
-        // SAFETY: the caller passes a pointer this heap handed out.
+        // SAFETY: a block in use of ours, `payload_capacity` bytes long.
         unsafe {
-            if let Err(corruption) = self.state().blocks.validate_in_use(payload) {
-                guard::fired(format_args!("free-list heap: {corruption}"));
-            }
-            guard::poison(payload, Blocks::payload_capacity(payload));
+            let capacity = Blocks::payload_capacity(payload);
+            guard::check_poisoned(payload, 2 * blocks::WORD, capacity, "free-list block");
         }
+    }
+
+    /// The debug check of a pointer given to free or realloc (`what`): the one place to
+    /// extend (sanitizer hooks go here too). `Blocks::free` poisons what it frees.
+    #[inline(always)]
+    fn on_free(&self, payload: *mut u8, what: &str) {
+        if !guard::ENABLED {
+            return;
+        }
+        match self.state().blocks.validate_in_use(payload) {
+            Ok(()) => {}
+            Err(HeapCorruption::AlreadyFree { .. }) if what == "free" => {
+                guard::fired(format_args!("double free of free-list block {payload:p}"))
+            }
+            Err(HeapCorruption::AlreadyFree { .. }) => {
+                guard::fired(format_args!("{what} of freed free-list block {payload:p}"))
+            }
+            Err(corruption) => guard::fired(format_args!("free-list heap: bad {what}: {corruption}")),
+        }
+    }
+
+    /// Resizes a block in use in place (see `Blocks::resize_in_place`); in the guard build,
+    /// memory it grows into must still hold the poison of the free block it was.
+    ///
+    /// # Safety
+    /// `payload` is a block in use of this heap.
+    unsafe fn resize_in_place(&self, payload: *mut u8, new_size: usize) -> bool {
+        // SAFETY: forwarded.
+        let capacity = unsafe { Blocks::payload_capacity(payload) };
+        // SAFETY: forwarded; the new size is a valid block size.
+        if !unsafe { self.state().blocks.resize_in_place(payload, block_size_for(new_size)) } {
+            return false;
+        }
+        if guard::ENABLED {
+            // SAFETY: forwarded: the block (now of its new capacity) is ours. Past the old
+            // capacity lie the old footer, then the absorbed block's header and links.
+            unsafe {
+                let grown = Blocks::payload_capacity(payload);
+                guard::check_poisoned(payload, capacity + 4 * blocks::WORD, grown, "free-list block");
+            }
+        }
+        true
     }
 
     /// Resizes a block to `new_size` bytes, keeping `layout.align()`: in place when it can
@@ -364,16 +411,10 @@ impl<S: SpanSource> FreeList<S> {
     ) -> Result<NonNull<u8>, HeapError> {
         let new_layout = Layout::from_size_align(new_size, layout.align())
             .map_err(|_| HeapError::TooLarge { requested: new_size, align: layout.align() })?;
-        if guard::ENABLED
-            // SAFETY: the caller passes a block in use of this heap.
-            && let Err(corruption) = unsafe { self.state().blocks.validate_in_use(ptr.as_ptr()) }
-        {
-            guard::fired(format_args!("free-list heap: {corruption}"));
-        }
-        let state = self.state();
-        // SAFETY: a block in use of ours; the new size is a valid block size.
-        if unsafe { state.blocks.resize_in_place(ptr.as_ptr(), block_size_for(new_size)) } {
-            state.counters.on_resize(layout.size(), new_size);
+        self.on_free(ptr.as_ptr(), "realloc");
+        // SAFETY: a block in use of ours.
+        if unsafe { self.resize_in_place(ptr.as_ptr(), new_size) } {
+            self.state().counters.on_resize(layout.size(), new_size);
             return Ok(ptr);
         }
         let new = self.alloc(new_layout)?;
@@ -464,10 +505,10 @@ impl<S: SpanSource> FreeList<S> {
             // SAFETY: forwarded.
             return unsafe { self.realloc(ptr, old, new.size()) };
         }
-        let state = self.state();
+        self.on_free(ptr.as_ptr(), "realloc");
         // SAFETY: a block in use of ours.
-        if unsafe { state.blocks.resize_in_place(ptr.as_ptr(), block_size_for(new.size())) } {
-            state.counters.on_resize(old.size(), new.size());
+        if unsafe { self.resize_in_place(ptr.as_ptr(), new.size()) } {
+            self.state().counters.on_resize(old.size(), new.size());
             return Ok(ptr);
         }
         // SAFETY: forwarded.

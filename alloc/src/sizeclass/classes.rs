@@ -73,8 +73,9 @@ pub fn class_of(size: usize, align: usize) -> Option<usize> {
 
 /// The alignment every block of a class gets when its slab is carved from an address so
 /// aligned: the lowest set bit of the class size, capped at [`MAX_SMALL_ALIGN`].
-pub fn block_align(class_size: usize) -> usize {
-    (class_size & class_size.wrapping_neg()).min(MAX_SMALL_ALIGN)
+pub const fn block_align(class_size: usize) -> usize {
+    let lowest_bit = class_size & class_size.wrapping_neg();
+    if lowest_bit < MAX_SMALL_ALIGN { lowest_bit } else { MAX_SMALL_ALIGN }
 }
 
 #[cfg(test)]

@@ -32,7 +32,9 @@
 //! chunk (jemalloc sizes its slabs the same way); a slab starts at the alignment of its
 //! class, so every block is aligned to the lowest set bit of its class size (up to 4096).
 //! When the chunk cannot hold another block of the class, the heap takes the next chunk;
-//! a small trailer at the end of each chunk links them for `Drop`.
+//! a small header at the start of each chunk links them for `Drop` (at the start, so that
+//! a run past the last slab meets the chunk's end, the guard page in the guard build, and
+//! not the links).
 //!
 //! **Large requests** (above 16 KiB, or aligned above 4096) go to a best-fit
 //! [`FreeList`] on the same kind of source: they are rare, and best fit keeps them tight.
@@ -46,9 +48,24 @@
 //! **Complexity.** Small alloc and free O(1); a new slab O(1) (a bump in the current
 //! chunk, now and then a chunk-source call); large requests as [`FreeList`].
 //!
-//! **Debug support** (`guard` feature): freed blocks are poisoned, and a recycled block
-//! whose poison was disturbed panics ("write after free"); chunks from the chunk source
-//! end in guard pages, so a run past the last slab of a chunk faults.
+//! **Debug support** (`guard` feature). Each block is followed by a red zone and a state
+//! word (so a slot is the class size plus at least 16 bytes, rounded up to the class's
+//! alignment: the guard build holds more memory):
+//!
+//! * a canary right after the bytes asked for, written when the block is handed out and
+//!   checked when it is freed or resized in place: an overrun, even by one byte and even
+//!   of a block that fills its class, panics with "overwrite detected after a size-class
+//!   block";
+//! * the state word says whether the slot is in use or free (keyed by its address): a
+//!   second free panics with "double free of size-class block", a pointer the heap did
+//!   not hand out (or a layout of another class) with "is not a size-class block in use",
+//!   or, when the canary where it should be is damaged too, "overwrite detected" (an
+//!   overrun long enough to reach the state word looks the same);
+//! * freed blocks and their red zones are poisoned, and a recycled block whose poison was
+//!   disturbed panics ("write after free detected in size-class block");
+//! * chunks from the chunk source end in guard pages, and the chunk header is at the
+//!   start, so a run past the last slab of a chunk faults; the header carries a canary,
+//!   checked when the heap drops ("damaged size-class chunk header").
 //!
 //! ```
 //! use core::alloc::Layout;
@@ -127,15 +144,35 @@ struct FreeBlock {
     next: *mut FreeBlock,
 }
 
-/// The end of every chunk the heap holds: links the chunks for `Drop`.
+/// The start of every chunk the heap holds: links the chunks for `Drop`. The canary is
+/// checked in the guard build before the links are followed.
 #[repr(C)]
-struct ChunkTrailer {
-    next: *mut ChunkTrailer,
+struct ChunkHeader {
+    canary: u64,
+    next: *mut ChunkHeader,
     span: *mut u8,
     span_len: usize,
 }
 
-const TRAILER: usize = size_of::<ChunkTrailer>();
+const HEADER: usize = size_of::<ChunkHeader>();
+
+/// Guard build: bytes of the state word at the end of each slot.
+const STATE_LEN: usize = size_of::<usize>();
+
+/// Guard build: bytes each slot holds beyond its class size: room for the canary after a
+/// block that fills its class, and the state word.
+const SLOT_GUARD: usize = if guard::ENABLED { guard::CANARY_LEN + STATE_LEN } else { 0 };
+
+/// Guard build: a slot's state word is its address XOR one of these.
+const SLOT_IN_USE: usize = 0x1B5E_A110_C0DE_0001;
+const SLOT_FREE: usize = 0xF4EE_DB10_C0DE_0002;
+
+/// The distance between two blocks of a class of `size` bytes: the size itself, or in
+/// the guard build the size plus its red zone and state word, rounded up so that every
+/// block keeps the class's alignment.
+const fn stride(size: usize) -> usize {
+    (size + SLOT_GUARD).next_multiple_of(classes::block_align(size))
+}
 
 /// Bytes a slab aims for.
 const SLAB_BYTES: usize = 4096;
@@ -150,6 +187,8 @@ struct Bin {
     carve: *mut u8,
     carve_end: *mut u8,
     size: usize,
+    /// [`stride`] of `size`.
+    stride: usize,
     requests: u64,
     frees: u64,
     requested_bytes: u64,
@@ -163,6 +202,7 @@ impl Bin {
             carve: ptr::null_mut(),
             carve_end: ptr::null_mut(),
             size,
+            stride: stride(size),
             requests: 0,
             frees: 0,
             requested_bytes: 0,
@@ -174,7 +214,7 @@ impl Bin {
 struct State {
     bins: [Bin; CLASS_COUNT],
     /// The chunks held, newest first.
-    chunks: *mut ChunkTrailer,
+    chunks: *mut ChunkHeader,
     chunk_count: usize,
     chunk_bytes: usize,
     /// Where the next slab is cut from the newest chunk, and where that chunk's room ends.
@@ -245,7 +285,7 @@ impl<S: SpanSource> SizeClass<S> {
     /// A heap taking slabs from `slabs` and large blocks from `large`. It takes nothing
     /// until the first allocation, so this is `const` (a static global allocator).
     pub const fn from_sources(slabs: S, large: S) -> Self {
-        let mut bins = [Bin::new(0); CLASS_COUNT];
+        let mut bins = [Bin::new(CLASS_SIZES[0]); CLASS_COUNT];
         let mut class = 0;
         while class < CLASS_COUNT {
             bins[class] = Bin::new(CLASS_SIZES[class]);
@@ -285,19 +325,22 @@ impl<S: SpanSource> SizeClass<S> {
         let bin = &mut state.bins[class];
         let block = if !bin.free.is_null() {
             let block = bin.free;
-            // SAFETY: a free-list entry is a free block of this class; its first word links.
-            bin.free = unsafe { (*block).next };
-            // SAFETY: a whole block of this class, free until now.
-            unsafe { Self::on_recycle(block.cast(), bin.size) };
+            // SAFETY: a free-list entry is a free slot of this class; its first word links.
+            unsafe {
+                Self::on_recycle(block.cast(), bin.stride);
+                bin.free = (*block).next;
+            }
             block.cast::<u8>()
         } else if bin.carve != bin.carve_end {
             let block = bin.carve;
-            // SAFETY: carve + size <= carve_end, inside the slab.
-            bin.carve = unsafe { block.add(bin.size) };
+            // SAFETY: carve + stride <= carve_end, inside the slab.
+            bin.carve = unsafe { block.add(bin.stride) };
             block
         } else {
             return self.alloc_from_new_slab(class, layout);
         };
+        // SAFETY: a whole slot of this class, ours to hand out.
+        unsafe { Self::on_alloc(block, bin.stride, layout.size()) };
         bin.requests += 1;
         bin.requested_bytes += layout.size() as u64;
         state.on_live_change(layout.size(), 0);
@@ -312,12 +355,13 @@ impl<S: SpanSource> SizeClass<S> {
     #[inline(never)]
     fn alloc_from_new_slab(&self, class: usize, layout: Layout) -> Result<NonNull<u8>, HeapError> {
         let size = CLASS_SIZES[class];
+        let stride = stride(size);
         let align = classes::block_align(size);
-        let wanted = (SLAB_BYTES / size).max(MIN_BLOCKS_PER_SLAB);
-        let (mut start, mut blocks) = self.room_for(size, align);
+        let wanted = (SLAB_BYTES / stride).max(MIN_BLOCKS_PER_SLAB);
+        let (mut start, mut blocks) = self.room_for(stride, align);
         if blocks == 0 {
             self.take_chunk(layout)?;
-            (start, blocks) = self.room_for(size, align);
+            (start, blocks) = self.room_for(stride, align);
             if blocks == 0 {
                 self.state().failures += 1;
                 let source = ChunkError::Exhausted { requested: size, reserved: self.state().chunk_bytes };
@@ -328,44 +372,49 @@ impl<S: SpanSource> SizeClass<S> {
         let state = self.state();
         let bin = &mut state.bins[class];
         bin.carve = start;
-        bin.carve_end = start.wrapping_add(blocks * size);
+        bin.carve_end = start.wrapping_add(blocks * stride);
         bin.slabs += 1;
         state.slab_cursor = bin.carve_end;
         self.alloc(layout)
     }
 
-    /// Where a slab of `size`-byte blocks aligned to `align` would start in the current
-    /// chunk, and how many blocks fit there.
-    fn room_for(&self, size: usize, align: usize) -> (*mut u8, usize) {
+    /// Where a slab of `stride`-byte slots aligned to `align` would start in the current
+    /// chunk, and how many slots fit there.
+    fn room_for(&self, stride: usize, align: usize) -> (*mut u8, usize) {
         let state = self.state();
         let cursor = state.slab_cursor;
         let start = cursor.wrapping_add(cursor.align_offset(align));
         let room = state.slab_limit.addr().saturating_sub(start.addr());
-        (start, if cursor.is_null() { 0 } else { room / size })
+        (start, if cursor.is_null() { 0 } else { room / stride })
     }
 
-    /// Takes a chunk from the slab source and makes it the current one.
+    /// Takes a chunk from the slab source and makes it the current one: its header at the
+    /// start, slabs after it up to the end.
     fn take_chunk(&self, layout: Layout) -> Result<(), HeapError> {
-        let granule = self.slab_source.granule().max(MAX_SMALL + TRAILER);
-        let span = self.slab_source.take_span(granule).map_err(|source| {
+        // Room for the header, the alignment of the largest class, one block of it.
+        let least = HEADER + MAX_SMALL_ALIGN + stride(MAX_SMALL);
+        let span = self.slab_source.take_span(self.slab_source.granule().max(least)).map_err(|source| {
             self.state().failures += 1;
             HeapError::Exhausted { requested: layout.size(), align: layout.align(), source }
         })?;
         let state = self.state();
-        let trailer = span.end().wrapping_sub(TRAILER).map_addr(|a| a & !(align_of::<ChunkTrailer>() - 1));
-        // SAFETY: the trailer lies at the end of the span, which is ours from now on.
+        let start = span.as_ptr().as_ptr();
+        let header = start.wrapping_add(start.align_offset(align_of::<ChunkHeader>()));
+        // SAFETY: the header lies at the start of the span, which is ours from now on and
+        // holds far more than a header.
         unsafe {
-            trailer.cast::<ChunkTrailer>().write(ChunkTrailer {
+            header.cast::<ChunkHeader>().write(ChunkHeader {
+                canary: guard::CANARY,
                 next: state.chunks,
-                span: span.as_ptr().as_ptr(),
+                span: start,
                 span_len: span.len(),
             })
         };
-        state.chunks = trailer.cast();
+        state.chunks = header.cast();
         state.chunk_count += 1;
         state.chunk_bytes += span.len();
-        state.slab_cursor = span.as_ptr().as_ptr();
-        state.slab_limit = trailer;
+        state.slab_cursor = header.wrapping_add(HEADER);
+        state.slab_limit = span.end();
         Ok(())
     }
 
@@ -391,10 +440,10 @@ impl<S: SpanSource> SizeClass<S> {
         let state = self.state();
         let bin = &mut state.bins[class];
         let block = ptr.as_ptr().cast::<FreeBlock>();
-        // SAFETY: the caller gives back a block of this class; its first word becomes the
-        // link.
+        // SAFETY: the caller gives back a block of this class, a whole slot of ours; its
+        // first word becomes the link.
         unsafe {
-            Self::on_free(ptr.as_ptr(), bin.size);
+            Self::on_free(ptr.as_ptr(), bin.stride, layout.size());
             block.write(FreeBlock { next: bin.free });
         }
         bin.free = block;
@@ -410,27 +459,94 @@ impl<S: SpanSource> SizeClass<S> {
         self.state().on_live_change(0, layout.size());
     }
 
-    /// Poisons a freed block: the one place for the debug treatment of a free.
+    /// The state word of the slot of `stride` bytes at `block` (guard build).
     #[inline(always)]
-    unsafe fn on_free(block: *mut u8, size: usize) {
-        // SAFETY: the caller passes a whole block it gives up.
-        unsafe { guard::poison(block, size) };
+    fn state_word(block: *mut u8, stride: usize) -> *mut usize {
+        block.wrapping_add(stride - STATE_LEN).cast()
     }
 
-    /// Checks that a recycled block still holds its poison (past the link word).
+    /// Guard build: marks a slot handed out and puts the canary after the `requested`
+    /// bytes.
     #[inline(always)]
-    unsafe fn on_recycle(block: *mut u8, size: usize) {
+    unsafe fn on_alloc(block: *mut u8, stride: usize, requested: usize) {
         if !guard::ENABLED {
             return;
         }
-        let link = size_of::<FreeBlock>();
-        // SAFETY: the block is a whole free block of `size` bytes.
-        let tail = unsafe { core::slice::from_raw_parts(block.add(link), size - link) };
-        if let Some(at) = tail.iter().position(|&b| b != guard::POISON_FREED) {
-            guard::fired(format_args!(
-                "write after free detected in size-class block {block:p} at offset {}",
-                link + at
-            ));
+        // SAFETY: the caller passes a whole slot; requested <= class size, so the canary
+        // ends before the state word (the slot holds SLOT_GUARD bytes more).
+        unsafe {
+            Self::state_word(block, stride).write(block.addr() ^ SLOT_IN_USE);
+            guard::write_canary(block.add(requested));
+        }
+    }
+
+    /// Guard build: checks a block given to free or realloc (`what`): its slot must be in
+    /// use (a free one is a double free) and the canary after its `requested` bytes
+    /// intact.
+    #[inline(always)]
+    unsafe fn check_in_use(block: *mut u8, stride: usize, requested: usize, what: &str) {
+        if !guard::ENABLED {
+            return;
+        }
+        // SAFETY: the caller passes a block of this class; its slot's words are readable.
+        unsafe {
+            let state = Self::state_word(block, stride).read();
+            if state == block.addr() ^ SLOT_FREE {
+                if what == "free" {
+                    guard::fired(format_args!("double free of size-class block {block:p}"));
+                }
+                guard::fired(format_args!("{what} of freed size-class block {block:p}"));
+            }
+            let canary_at = block.add(requested);
+            if state != block.addr() ^ SLOT_IN_USE {
+                let canary = canary_at.cast::<u64>().read_unaligned();
+                if canary == guard::CANARY {
+                    guard::fired(format_args!(
+                        "{what} of {block:p}, which is not a size-class block in use (state word \
+                         {state:#x}): a foreign pointer, or a layout of another class"
+                    ));
+                }
+                guard::fired(format_args!(
+                    "overwrite detected after a size-class block at {canary_at:p} (canary {canary:#018x}, \
+                     state word {state:#x}): an overrun, or a pointer this heap did not hand out"
+                ));
+            }
+            guard::check_canary(canary_at, "a size-class block");
+        }
+    }
+
+    /// The debug treatment of a free: checks the block, then poisons it and its red zone
+    /// and marks the slot free.
+    #[inline(always)]
+    unsafe fn on_free(block: *mut u8, stride: usize, requested: usize) {
+        if !guard::ENABLED {
+            return;
+        }
+        // SAFETY: the caller passes a whole slot it gives up.
+        unsafe {
+            Self::check_in_use(block, stride, requested, "free");
+            guard::poison(block, stride - STATE_LEN);
+            Self::state_word(block, stride).write(block.addr() ^ SLOT_FREE);
+        }
+    }
+
+    /// Guard build: checks that a slot taken off a free list is free and still holds its
+    /// poison, red zone included (past the link word).
+    #[inline(always)]
+    unsafe fn on_recycle(block: *mut u8, stride: usize) {
+        if !guard::ENABLED {
+            return;
+        }
+        // SAFETY: a free-list entry; if a write after free redirected the link that led
+        // here it is not, which the state word says before anything else is read.
+        unsafe {
+            let state = Self::state_word(block, stride).read();
+            if state != block.addr() ^ SLOT_FREE {
+                guard::fired(format_args!(
+                    "size-class free list corrupted: {block:p} is not a free block (state word {state:#x})"
+                ));
+            }
+            guard::check_poisoned(block, size_of::<FreeBlock>(), stride - STATE_LEN, "size-class block");
         }
     }
 
@@ -451,7 +567,17 @@ impl<S: SpanSource> SizeClass<S> {
             .map_err(|_| HeapError::TooLarge { requested: new_size, align: layout.align() })?;
         match (class_of(layout.size(), layout.align()), class_of(new_size, layout.align())) {
             (Some(old), Some(new)) if old == new => {
-                self.state().on_live_change(new_size, layout.size());
+                let state = self.state();
+                let stride = state.bins[old].stride;
+                if guard::ENABLED {
+                    // SAFETY: forwarded: a block of this class; its canary moves to the
+                    // new end, which stays inside the slot.
+                    unsafe {
+                        Self::check_in_use(ptr.as_ptr(), stride, layout.size(), "realloc");
+                        guard::write_canary(ptr.as_ptr().add(new_size));
+                    }
+                }
+                state.on_live_change(new_size, layout.size());
                 Ok(ptr)
             }
             (None, None) => {
@@ -529,13 +655,18 @@ impl<S: SpanSource> SizeClass<S> {
 
 impl<S: SpanSource> Drop for SizeClass<S> {
     fn drop(&mut self) {
-        let mut trailer = self.state.get_mut().chunks;
-        while !trailer.is_null() {
-            // SAFETY: every trailer is the end of a chunk of ours; blocks still handed out
+        let mut header = self.state.get_mut().chunks;
+        while !header.is_null() {
+            // SAFETY: every header is the start of a chunk of ours; blocks still handed out
             // through the raw API become dangling, which its contract forbids using.
             unsafe {
-                let ChunkTrailer { next, span, span_len } = trailer.read();
-                trailer = next;
+                let ChunkHeader { canary, next, span, span_len } = header.read();
+                if guard::ENABLED && canary != guard::CANARY {
+                    guard::fired(format_args!(
+                        "overwrite detected: damaged size-class chunk header at {header:p} (canary {canary:#018x})"
+                    ));
+                }
+                header = next;
                 self.slab_source.give_back(crate::heap::Span::new(NonNull::new_unchecked(span), span_len));
             }
         }
