@@ -651,4 +651,33 @@ mod tests {
         assert!(run(&["--rps", "1", "--json", "no/such/dir/report.json", "http://h"]).starts_with("--json:"));
         assert!(run(&["--rps", "1", "https://h"]).starts_with("URL:"));
     }
+
+    #[test]
+    fn a_start_time_must_be_within_the_hour_ahead_and_at_most_a_second_past() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_205_600);
+        let secs = Duration::from_secs;
+        assert!(check_start_at(now + secs(3600), now).is_ok());
+        assert!(check_start_at(now - Duration::from_millis(900), now).is_ok());
+        let far = check_start_at(now + secs(3601), now).unwrap_err();
+        assert!(
+            far.is_usage() && far.to_string().starts_with("--start-at: 2026-12-02T11:00:01.000Z"),
+            "{far}"
+        );
+        let past = check_start_at(now - secs(5), now).unwrap_err().to_string();
+        assert!(past.contains("passed 5.0 s ago"), "{past}");
+        let Cli { run, .. } =
+            parse(&["--rps", "1", "--start-at", "2026-12-02T10:00:00Z", "http://h"]).unwrap();
+        assert_eq!(run.start_at, Some(now));
+    }
+
+    #[test]
+    fn merge_takes_files_and_an_output_directory_but_no_url() {
+        let Some(Command::Merge(args)) = parse(&["merge", "a.json", "b.json", "--out", "m"]).unwrap().command
+        else {
+            panic!("`loadgen merge` parses as the merge")
+        };
+        assert_eq!(args.files, [PathBuf::from("a.json"), PathBuf::from("b.json")]);
+        assert_eq!(args.out, Some(PathBuf::from("m")));
+        assert_eq!(parse(&["merge"]).unwrap_err().kind(), clap::error::ErrorKind::MissingRequiredArgument);
+    }
 }

@@ -285,3 +285,120 @@ fn concurrent_rows(a: &SeriesRow, b: &SeriesRow) -> SeriesRow {
         server: if a.server.rss_bytes.is_some() { a.server } else { b.server },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recorder::{Outcome, Sample, Stats};
+    use crate::scrape::ServerSample;
+
+    fn row(elapsed_s: f64, responses: u64, p99_ms: f64) -> SeriesRow {
+        SeriesRow {
+            elapsed_s,
+            interval_s: 1.0,
+            phase: Phase::Measure,
+            responses,
+            errors: 0,
+            achieved_rps: responses as f64,
+            p50_ms: Some(p99_ms / 2.0),
+            p99_ms: Some(p99_ms),
+            max_ms: Some(p99_ms),
+            service_p99_ms: Some(p99_ms),
+            backlog: 1,
+            awaiting_response: 0,
+            server: ServerSample::default(),
+        }
+    }
+
+    /// A run of `rps` for three seconds starting at `start_unix_s`, every latency `millis`.
+    fn input(name: &str, start_unix_s: f64, rps: u64, millis: u64) -> Input {
+        let mut stats = Stats::new().unwrap();
+        for _ in 0..3 * rps {
+            let at = std::time::Instant::now();
+            let done = at + std::time::Duration::from_millis(millis);
+            stats.record(&Sample::timed(true, Outcome::Response(200), at, at, done));
+        }
+        let summary = |histogram| LatencySummary::of(histogram);
+        let report = RunReport {
+            loadgen_version: "0.1.0".into(),
+            label: String::new(),
+            method: "GET".into(),
+            url: "http://h/".into(),
+            workload: None,
+            target_rps: rps as f64,
+            connections: 2,
+            max_in_flight: None,
+            timeout_s: 10.0,
+            warmup_s: 0.0,
+            duration_s: 3.0,
+            measured_s: 3.0,
+            start_unix_s,
+            interrupted: false,
+            requests: RequestCounts {
+                scheduled: 3 * rps,
+                attempted: 3 * rps,
+                responses: 3 * rps,
+                ok: 3 * rps,
+                ..RequestCounts::default()
+            },
+            errors: ErrorCounts::default(),
+            achieved_rps: rps as f64,
+            latency: summary(&stats.corrected),
+            service_time: summary(&stats.service),
+            send_delay: summary(&stats.send_delay),
+            metrics_url: None,
+            scrape_error: None,
+            histograms: Some(EncodedHistograms {
+                corrected: encode_histogram(&stats.corrected).unwrap(),
+                service: encode_histogram(&stats.service).unwrap(),
+                send_delay: encode_histogram(&stats.send_delay).unwrap(),
+            }),
+            merged: None,
+            series: vec![
+                SeriesRow::start(ServerSample::default()),
+                row(1.0, rps, millis as f64),
+                row(2.0, rps, millis as f64),
+                row(3.0, rps, millis as f64),
+            ],
+        };
+        Input::new(Path::new(name), report).unwrap()
+    }
+
+    #[test]
+    fn windows_that_do_not_coincide_are_spanned_and_their_overlap_reported() {
+        let merged = merge(&[input("a", 1000.0, 10, 5), input("b", 1001.0, 30, 50)]).unwrap();
+        assert_eq!(merged.requests.responses, 120);
+        assert_eq!((merged.measured_s, merged.start_unix_s), (4.0, 1000.0), "from 1000 s to 1004 s");
+        assert_eq!(merged.achieved_rps, 30.0, "120 responses over the 4 s span");
+        assert_eq!(merged.merged.as_ref().unwrap().overlap_s, 2.0);
+        assert_eq!(merged.target_rps, 40.0);
+        let latency = merged.latency.unwrap();
+        // 30 of 120 at 5 ms, 90 at 50 ms: the median is 50 ms, which averaging p50s (27.5)
+        // would never give.
+        assert!((latency.p50_ms - 50.0).abs() < 0.05 && (latency.p90_ms - 50.0).abs() < 0.05);
+        assert_eq!(latency.count, 120);
+        // The series on one wall-clock grid: seconds 1 to 4 after 1000 s.
+        let rows: Vec<(f64, u64, Option<f64>)> =
+            merged.series[1..].iter().map(|row| (row.elapsed_s, row.responses, row.p99_ms)).collect();
+        assert_eq!(
+            rows,
+            [(1.0, 10, Some(5.0)), (2.0, 40, Some(50.0)), (3.0, 40, Some(50.0)), (4.0, 30, Some(50.0))]
+        );
+        assert_eq!(merged.series[0].phase, Phase::Start);
+    }
+
+    #[test]
+    fn runs_of_other_settings_or_versions_are_refused_naming_the_file() {
+        let mut newer = input("newer.json", 1000.0, 10, 5);
+        newer.report.loadgen_version = "9.0.0".into();
+        let error = merge(&[input("a.json", 1000.0, 10, 5), newer]).unwrap_err().to_string();
+        assert!(
+            error.starts_with("newer.json: its loadgen version is 9.0.0, but a.json has 0.1.0"),
+            "{error}"
+        );
+        let mut posted = input("post.json", 1000.0, 10, 5);
+        posted.report.method = "POST".into();
+        let error = merge(&[input("a.json", 1000.0, 10, 5), posted]).unwrap_err().to_string();
+        assert!(error.starts_with("post.json: its method is POST"), "{error}");
+    }
+}

@@ -478,8 +478,9 @@ impl RunReport {
         let mut notes = Vec::new();
         if let Some(merged) = &self.merged {
             notes.push(format!(
-                "merged from {} runs: counts and histograms added; rates over the union of their \
-                 measured windows ({:.1} s), all of which were open together for {:.1} s",
+                "merged from {} runs: counts and histograms added; rates over the span of their \
+                 measured windows ({:.1} s, earliest start to latest end), all of which were open \
+                 together for {:.1} s",
                 merged.files.len(),
                 self.measured_s,
                 merged.overlap_s
