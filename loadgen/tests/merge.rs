@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -154,7 +154,7 @@ async fn three_instances_started_together_merge_into_one_exact_report() {
 
 /// Missing, foreign and mismatched files: an error naming the file, status 1; a bad
 /// command line: status 2.
-async fn bad_inputs_are_named_and_never_panic(directory: &Path, good: &PathBuf) {
+async fn bad_inputs_are_named_and_never_panic(directory: &Path, good: &Path) {
     let good_text = good.display().to_string();
     let missing = directory.join("missing.json");
     let foreign = directory.join("foreign.json");
