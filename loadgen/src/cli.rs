@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
 use hyper::Method;
@@ -14,18 +14,24 @@ use tokio::sync::watch;
 use crate::demo::{self, DemoConfig};
 use crate::error::Error;
 use crate::exporter::{self, OwnMetrics};
+use crate::hdrlog::HdrLog;
 use crate::http::Target;
+use crate::merge;
 use crate::plot;
 use crate::progress;
+use crate::report::RunReport;
 use crate::run::{RequestBody, RunConfig, RunHooks, run_load};
 use crate::soak::{self, SoakConfig, SoakLimits};
-use crate::units::{IntRange, parse_duration, parse_fraction, parse_rate};
+use crate::units::{
+    IntRange, format_wall_clock, parse_duration, parse_fraction, parse_rate, parse_wall_clock,
+};
 use crate::workload::WorkloadSpec;
 
 const EXIT_CODES: &str = "\
 Exit status:
   0  the run finished within --max-error-rate (1% unless given)
-  1  the run could not start or finish (unreachable target, unwritable output, ...)
+  1  the run could not start or finish (unreachable target, unwritable output, ...);
+     merge: a file that is missing, not a run report, or not of the same settings
   2  bad command line (a flag clap refuses, a malformed URL, a zero --duration, ...)
   3  --max-error-rate exceeded (demo: also a server that did not exit cleanly; soak: a check failed)";
 
@@ -58,6 +64,7 @@ impl Cli {
         let requested = match &self.command {
             Some(Command::Demo(demo)) => demo.threads,
             Some(Command::Soak(soak)) => soak.threads,
+            Some(Command::Merge(_)) => Some(1),
             None => self.run.threads,
         };
         requested
@@ -79,6 +86,27 @@ pub enum Command {
     /// warm-up, broken RSS climbing, no chunk leaked once idle, pinned chunks given back on cache clear,
     /// no errors, clean exits (exit status 3 names each failed check)
     Soak(SoakArgs),
+    /// Combine the --json reports of several instances (e.g. one per machine, started together
+    /// with --start-at) into one: histograms added, counts summed, rates over the span of their
+    /// measured windows; prints the summary and writes the JSON of a single run
+    Merge(MergeArgs),
+}
+
+/// Flags of `loadgen merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The instances' --json reports (same loadgen version, method, URL, workload, warm-up,
+    /// duration and timeout)
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Directory for the merged report.json and series.csv (created if missing) [default:
+    /// print the summary only]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Exit with status 3 when the merged errors, skipped and unsent requests exceed this
+    /// share of the scheduled ones, as a single run does
+    #[arg(long, value_parser = parse_fraction, default_value = "1%", value_name = "FRACTION")]
+    pub max_error_rate: f64,
 }
 
 /// Flags of a plain run.
@@ -130,6 +158,14 @@ pub struct RunArgs {
     /// Draw server memory and p99 over time (.png or .svg)
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
+    /// Write the measured window's latency histograms (tags `corrected` and `service`, µs)
+    /// as an HdrHistogram interval log, one interval per second
+    #[arg(long, value_name = "FILE")]
+    pub hdr_log: Option<PathBuf>,
+    /// Start the schedule at this wall-clock time, so that instances on several machines run
+    /// the same window: RFC 3339 (2026-12-02T10:00:00Z) or unix seconds; at most an hour ahead
+    #[arg(long, value_parser = parse_wall_clock, value_name = "TIME")]
+    pub start_at: Option<SystemTime>,
     /// Serve loadgen's own Prometheus metrics on this address (GET /metrics)
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -287,6 +323,7 @@ pub async fn execute(cli: Cli) -> Result<Verdict, Error> {
     match cli.command {
         Some(Command::Demo(args)) => execute_demo(args).await,
         Some(Command::Soak(args)) => execute_soak(args).await,
+        Some(Command::Merge(args)) => execute_merge(&args),
         None => execute_run(cli.run).await,
     }
 }
@@ -314,7 +351,12 @@ pub fn run_config(args: &RunArgs) -> Result<RunConfig, Error> {
         (Some(url), false) => Some(Target::parse("--metrics-url", url)?),
         (None, false) => Some(base.with_path("/metrics")),
     };
-    for (flag, file) in [("--json", &args.json), ("--csv", &args.csv), ("--plot", &args.plot)] {
+    if let Some(at) = args.start_at {
+        check_start_at(at, SystemTime::now())?;
+    }
+    for (flag, file) in
+        [("--json", &args.json), ("--csv", &args.csv), ("--plot", &args.plot), ("--hdr-log", &args.hdr_log)]
+    {
         if let Some(file) = file {
             check_output_file(flag, file)?;
         }
@@ -348,6 +390,35 @@ pub fn run_config(args: &RunArgs) -> Result<RunConfig, Error> {
     };
     config.validate()?;
     Ok(config)
+}
+
+/// The furthest ahead `--start-at` may be.
+const START_AT_HORIZON: Duration = Duration::from_secs(3600);
+/// How far in the past `--start-at` may be (instances started by hand a moment late still
+/// start, at once).
+const START_AT_GRACE: Duration = Duration::from_secs(1);
+
+/// Refuses a `--start-at` more than an hour after `now`, or more than a second before it.
+pub fn check_start_at(at: SystemTime, now: SystemTime) -> Result<(), Error> {
+    let invalid = |message| Err(Error::InvalidArgument { flag: "--start-at", message });
+    match at.duration_since(now) {
+        Ok(ahead) if ahead > START_AT_HORIZON => invalid(format!(
+            "{} is {:.0} s away, more than the hour allowed (clocks of the machines agree? the \
+             time is {})",
+            format_wall_clock(at),
+            ahead.as_secs_f64(),
+            format_wall_clock(now)
+        )),
+        Ok(_) => Ok(()),
+        Err(past) if past.duration() > START_AT_GRACE => invalid(format!(
+            "{} passed {:.1} s ago (the time is {}); give a time a little ahead, the same for \
+             every instance",
+            format_wall_clock(at),
+            past.duration().as_secs_f64(),
+            format_wall_clock(now)
+        )),
+        Err(_) => Ok(()),
+    }
 }
 
 /// Refuses an output file whose directory does not exist, before the run rather than after.
@@ -387,11 +458,17 @@ async fn execute_run(args: RunArgs) -> Result<Verdict, Error> {
         }
         None => None,
     };
+    let hdr_log = args.hdr_log.as_deref().map(HdrLog::create).transpose()?;
+    if let Some(at) = args.start_at {
+        eprintln!("loadgen: the schedule starts at {}", format_wall_clock(at));
+    }
     let visible = progress::enabled(args.quiet);
     let hooks = RunHooks {
         progress: Some(progress::bar(config.warmup + config.duration, "", visible)),
         metrics,
         stop: Some(stop_on_ctrl_c()),
+        start_at: args.start_at,
+        hdr_log,
     };
     let report = run_load(&config, hooks).await?;
     print!("{}", report.render_summary());
@@ -407,8 +484,15 @@ async fn execute_run(args: RunArgs) -> Result<Verdict, Error> {
         plot::plot_run(&report, path)?;
         println!("wrote {}", path.display());
     }
-    let limit = args.max_error_rate;
-    Ok(if report.error_rate() > limit {
+    if let Some(path) = &args.hdr_log {
+        println!("wrote {}", path.display());
+    }
+    Ok(error_verdict(&report, args.max_error_rate))
+}
+
+/// Passed, or the error rate over `limit` (exit status 3).
+fn error_verdict(report: &RunReport, limit: f64) -> Verdict {
+    if report.error_rate() > limit {
         Verdict::LimitExceeded(vec![format!(
             "error rate {:.3}% exceeds --max-error-rate {:.3}%",
             100.0 * report.error_rate(),
@@ -416,7 +500,20 @@ async fn execute_run(args: RunArgs) -> Result<Verdict, Error> {
         )])
     } else {
         Verdict::Passed
-    })
+    }
+}
+
+fn execute_merge(args: &MergeArgs) -> Result<Verdict, Error> {
+    let report = merge::merge_files(&args.files)?;
+    print!("{}", report.render_summary());
+    if let Some(directory) = &args.out {
+        std::fs::create_dir_all(directory).map_err(|cause| Error::File { path: directory.clone(), cause })?;
+        let (json, csv) = (directory.join("report.json"), directory.join("series.csv"));
+        report.write_json(&json)?;
+        report.write_csv(&csv)?;
+        println!("wrote {}, {}", json.display(), csv.display());
+    }
+    Ok(error_verdict(&report, args.max_error_rate))
 }
 
 async fn execute_demo(args: DemoArgs) -> Result<Verdict, Error> {
@@ -553,5 +650,34 @@ mod tests {
         assert!(run(&["--rps", "1", "--plot", "chart.jpg", "http://h"]).starts_with("--plot:"));
         assert!(run(&["--rps", "1", "--json", "no/such/dir/report.json", "http://h"]).starts_with("--json:"));
         assert!(run(&["--rps", "1", "https://h"]).starts_with("URL:"));
+    }
+
+    #[test]
+    fn a_start_time_must_be_within_the_hour_ahead_and_at_most_a_second_past() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_205_600);
+        let secs = Duration::from_secs;
+        assert!(check_start_at(now + secs(3600), now).is_ok());
+        assert!(check_start_at(now - Duration::from_millis(900), now).is_ok());
+        let far = check_start_at(now + secs(3601), now).unwrap_err();
+        assert!(
+            far.is_usage() && far.to_string().starts_with("--start-at: 2026-12-02T11:00:01.000Z"),
+            "{far}"
+        );
+        let past = check_start_at(now - secs(5), now).unwrap_err().to_string();
+        assert!(past.contains("passed 5.0 s ago"), "{past}");
+        let Cli { run, .. } =
+            parse(&["--rps", "1", "--start-at", "2026-12-02T10:00:00Z", "http://h"]).unwrap();
+        assert_eq!(run.start_at, Some(now));
+    }
+
+    #[test]
+    fn merge_takes_files_and_an_output_directory_but_no_url() {
+        let Some(Command::Merge(args)) = parse(&["merge", "a.json", "b.json", "--out", "m"]).unwrap().command
+        else {
+            panic!("`loadgen merge` parses as the merge")
+        };
+        assert_eq!(args.files, [PathBuf::from("a.json"), PathBuf::from("b.json")]);
+        assert_eq!(args.out, Some(PathBuf::from("m")));
+        assert_eq!(parse(&["merge"]).unwrap_err().kind(), clap::error::ErrorKind::MissingRequiredArgument);
     }
 }

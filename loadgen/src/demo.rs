@@ -256,7 +256,7 @@ pub async fn run_demo(config: &DemoConfig, stop: Option<watch::Receiver<bool>>) 
         servers.iter().map(|server| run_config(config, server)).collect::<Result<Vec<_>, _>>()?;
     let names: Vec<&str> = MODES.iter().map(|mode| mode.name).collect();
     let (_group, bars) = progress::bars(config.duration, &names, config.progress);
-    let hooks = |bar| RunHooks { progress: Some(bar), metrics: None, stop: stop.clone() };
+    let hooks = |bar| RunHooks { progress: Some(bar), stop: stop.clone(), ..RunHooks::default() };
     let mut bars = bars.into_iter();
     let (first, second) = tokio::join!(
         run_load(&run_configs[0], hooks(bars.next().unwrap_or_else(indicatif::ProgressBar::hidden))),

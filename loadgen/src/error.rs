@@ -47,6 +47,10 @@ pub enum Error {
     /// Reading or writing a file (report, CSV, chart, log) failed.
     #[error("{}: {}", path.display(), Causes(cause))]
     File { path: PathBuf, cause: io::Error },
+    /// A file given to `loadgen merge` is not a loadgen run report, or does not fit with the
+    /// others.
+    #[error("{}: {message}", path.display())]
+    Merge { path: PathBuf, message: String },
     /// Rendering a chart failed.
     #[error("cannot draw {}: {message}", path.display())]
     Plot { path: PathBuf, message: String },

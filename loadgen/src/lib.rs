@@ -11,8 +11,11 @@
 //! * The server's `/metrics` is scraped every second ([`scrape`]; the text is read by the
 //!   `allockit-probe` crate, which owns the metric contract): RSS, jemalloc, arena chunks
 //!   by state, cache bytes, as a per-second series.
-//! * Output: a summary table, JSON, CSV, charts ([`report`], [`plot`]); loadgen's own
-//!   Prometheus metrics ([`exporter`]); live progress ([`progress`]).
+//! * Output: a summary table, JSON, CSV, charts ([`report`], [`plot`]); an HdrHistogram
+//!   interval log ([`hdrlog`]); loadgen's own Prometheus metrics ([`exporter`]); live
+//!   progress ([`progress`]).
+//! * Several instances (on several machines, started together with `--start-at`) combine
+//!   exactly: each report carries its histograms, and [`merge`] adds them.
 //! * [`demo`] starts the allockit server in both lifetime modes and compares them;
 //!   [`soak`] drives both for a long time and checks that memory behaves (a verdict).
 //!
@@ -25,6 +28,8 @@
 //! | [`http`] | target URLs and HTTP/1.1 client connections |
 //! | [`scrape`] | fetching the server's Prometheus metrics (read by `allockit_probe`) |
 //! | [`report`], [`plot`], [`progress`] | what the user sees |
+//! | [`hdrlog`] | the `--hdr-log` interval log |
+//! | [`merge`] | `loadgen merge`: several runs' reports as one |
 //! | [`exporter`] | loadgen's own metrics |
 //! | [`supervisor`] | starting, watching and stopping allockit-server children |
 //! | [`demo`] | the two-mode server comparison |
@@ -64,7 +69,9 @@ pub mod cli;
 pub mod demo;
 mod error;
 pub mod exporter;
+pub mod hdrlog;
 pub mod http;
+pub mod merge;
 pub mod plot;
 pub mod progress;
 pub mod recorder;

@@ -21,8 +21,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
+use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
@@ -170,14 +173,10 @@ impl Stats {
     /// Empty statistics: three histograms of 1 µs to 1 h at 3 significant digits (about
     /// 370 KB together).
     pub fn new() -> Result<Self, Error> {
-        let histogram = || {
-            Histogram::new_with_bounds(1, HIGHEST_MICROS, SIGNIFICANT_DIGITS)
-                .map_err(|error| Error::Histogram(error.to_string()))
-        };
         Ok(Self {
-            corrected: histogram()?,
-            service: histogram()?,
-            send_delay: histogram()?,
+            corrected: empty_histogram()?,
+            service: empty_histogram()?,
+            send_delay: empty_histogram()?,
             tally: Tally::default(),
         })
     }
@@ -269,8 +268,34 @@ impl Recorder {
     }
 }
 
+/// `histogram` in HdrHistogram's V2 deflate encoding, as base64: the form of one interval
+/// in an interval log, which HdrHistogram's own tools decode (lossless: every count kept).
+pub fn encode_histogram(histogram: &Histogram<u64>) -> Result<String, Error> {
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(histogram, &mut bytes)
+        .map_err(|error| Error::Histogram(format!("cannot encode: {error}")))?;
+    Ok(BASE64.encode(bytes))
+}
+
+/// The histogram [`encode_histogram`] (or any HdrHistogram V2 encoder) wrote; the message
+/// says why not.
+pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
+    let bytes = BASE64.decode(text.trim()).map_err(|error| format!("not base64: {error}"))?;
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|error| format!("not an HdrHistogram V2 encoding: {error:?}"))
+}
+
+/// An empty histogram of the recorder's range and precision (1 µs to one hour, 3
+/// significant digits).
+pub fn empty_histogram() -> Result<Histogram<u64>, Error> {
+    Histogram::new_with_bounds(1, HIGHEST_MICROS, SIGNIFICANT_DIGITS)
+        .map_err(|error| Error::Histogram(error.to_string()))
+}
+
 /// Percentiles of one histogram, in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {
     /// Latencies in the histogram (one per response).
     pub count: u64,
@@ -398,6 +423,20 @@ mod tests {
             assert!((value - expected).abs() <= expected * 0.002, "{value} vs {expected}");
         }
         assert_eq!(LatencySummary::of(&Stats::new().unwrap().service), None);
+    }
+
+    #[test]
+    fn histograms_survive_encoding_count_for_count() {
+        let mut stats = Stats::new().unwrap();
+        for millis in [1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597] {
+            stats.record(&response(200, millis, 1, true));
+        }
+        let text = encode_histogram(&stats.corrected).unwrap();
+        let decoded = decode_histogram(&text).unwrap();
+        assert_eq!(decoded, stats.corrected);
+        assert_eq!(decode_histogram(&encode_histogram(&stats.service).unwrap()).unwrap().len(), 17);
+        assert!(decode_histogram("not base64!").unwrap_err().contains("base64"));
+        assert!(decode_histogram("aGVsbG8=").unwrap_err().contains("V2"));
     }
 
     #[test]

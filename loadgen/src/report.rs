@@ -13,7 +13,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::recorder::LatencySummary;
@@ -21,7 +21,7 @@ use crate::scrape::ServerSample;
 use crate::workload::WorkloadSpec;
 
 /// Which part of the run a series row belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Before the first request (the server's baseline).
@@ -61,7 +61,7 @@ impl Phase {
 
 /// One second of the run (the last row may cover less; after a day, rows cover more: see
 /// [`Series`]).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeriesRow {
     /// Seconds since the start of the schedule, at the end of the interval.
     pub elapsed_s: f64,
@@ -184,7 +184,7 @@ impl Default for Series {
 }
 
 /// `earlier` and `later` as one row covering both intervals.
-fn merge_rows(earlier: &SeriesRow, later: &SeriesRow) -> SeriesRow {
+pub(crate) fn merge_rows(earlier: &SeriesRow, later: &SeriesRow) -> SeriesRow {
     let interval_s = earlier.interval_s + later.interval_s;
     let responses = earlier.responses + later.responses;
     let larger = |a: Option<f64>, b: Option<f64>| match (a, b) {
@@ -209,7 +209,7 @@ fn merge_rows(earlier: &SeriesRow, later: &SeriesRow) -> SeriesRow {
 }
 
 /// Request counts of the measured window.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestCounts {
     /// Requests the schedule placed in the window.
     pub scheduled: u64,
@@ -228,7 +228,7 @@ pub struct RequestCounts {
 }
 
 /// Errors of the measured window.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorCounts {
     /// Non-2xx responses by status.
     pub by_status: BTreeMap<u16, u64>,
@@ -247,9 +247,33 @@ impl ErrorCounts {
     }
 }
 
+/// The latency histograms of the measured window, each in HdrHistogram's V2 deflate encoding
+/// as base64 ([`crate::recorder::encode_histogram`]): what `loadgen merge` adds up exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncodedHistograms {
+    /// Corrected latency, µs.
+    pub corrected: String,
+    /// Service time, µs.
+    pub service: String,
+    /// Send delay, µs.
+    pub send_delay: String,
+}
+
+/// How a merged report was made (`loadgen merge`); absent from a single run's report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergeInfo {
+    /// The run reports merged, as given on the command line.
+    pub files: Vec<String>,
+    /// Seconds during which every instance's measured window was open (zero when some two
+    /// windows do not meet); the merged `measured_s` is the union of the windows.
+    pub overlap_s: f64,
+}
+
 /// The result of one run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
+    /// The loadgen version that wrote the report (`loadgen merge` only merges equal ones).
+    pub loadgen_version: String,
     /// A name for the run (the demo's mode; empty otherwise).
     pub label: String,
     /// HTTP method of every request (`POST` unless `--method`).
@@ -270,8 +294,12 @@ pub struct RunReport {
     pub warmup_s: f64,
     /// Planned measured duration, seconds.
     pub duration_s: f64,
-    /// Measured duration actually run (shorter if interrupted), seconds.
+    /// Measured duration actually run (shorter if interrupted), seconds; for a merged report,
+    /// the union of the instances' measured windows.
     pub measured_s: f64,
+    /// Wall-clock start of the schedule (second 0 of the series), seconds since the unix
+    /// epoch; the measured window starts `warmup_s` later. For a merged report, the earliest.
+    pub start_unix_s: f64,
     /// Whether the run was stopped early.
     pub interrupted: bool,
     /// What the schedule asked for and what happened to it, measured window only.
@@ -290,6 +318,11 @@ pub struct RunReport {
     pub metrics_url: Option<String>,
     /// Why the last scrape failed, if it did.
     pub scrape_error: Option<String>,
+    /// The measured window's histograms, losslessly (absent only from reports of loadgen
+    /// builds that predate `loadgen merge`).
+    pub histograms: Option<EncodedHistograms>,
+    /// Set when this report merges several runs.
+    pub merged: Option<MergeInfo>,
     /// One row per second.
     pub series: Vec<SeriesRow>,
 }
@@ -443,6 +476,16 @@ impl RunReport {
 
     fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
+        if let Some(merged) = &self.merged {
+            notes.push(format!(
+                "merged from {} runs: counts and histograms added; rates over the span of their \
+                 measured windows ({:.1} s, earliest start to latest end), all of which were open \
+                 together for {:.1} s",
+                merged.files.len(),
+                self.measured_s,
+                merged.overlap_s
+            ));
+        }
         if self.could_not_keep_up() {
             notes.push(format!(
                 "loadgen could not keep up with --rps {:.1}: it sent {} of {} scheduled requests \

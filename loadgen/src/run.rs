@@ -27,7 +27,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -39,10 +39,11 @@ use tokio::task::JoinSet;
 
 use crate::error::Error;
 use crate::exporter::OwnMetrics;
+use crate::hdrlog::HdrLog;
 use crate::http::{BodyUse, ClientConnection, Target};
 use crate::progress::Status;
-use crate::recorder::{Failure, LatencySummary, Outcome, Recorder, Sample, Stats};
-use crate::report::{ErrorCounts, Phase, RequestCounts, RunReport, Series, SeriesRow};
+use crate::recorder::{Failure, LatencySummary, Outcome, Recorder, Sample, Stats, encode_histogram};
+use crate::report::{EncodedHistograms, ErrorCounts, Phase, RequestCounts, RunReport, Series, SeriesRow};
 use crate::scrape::{Scraper, ServerSample};
 use crate::timetable::{Claim, Slot, Timetable};
 use crate::workload::{Bodies, WorkloadSpec};
@@ -50,6 +51,11 @@ use crate::workload::{Bodies, WorkloadSpec};
 /// How far in the future the schedule starts once every connection is open, so that no
 /// request is due before its connection task has run.
 const START_LEAD: Duration = Duration::from_millis(10);
+
+/// With a start time ([`RunHooks::start_at`]), how long before it the connections are
+/// opened (they are opened late rather than early, so that a server's idle timeout does not
+/// close them while the run waits).
+const CONNECT_LEAD: Duration = Duration::from_secs(2);
 
 /// How long before its intended time a connection asks tokio to wake it. tokio's timer
 /// fires on millisecond ticks, rounding up, and the wake-up adds its own delay: asked for
@@ -137,6 +143,14 @@ pub struct RunHooks {
     /// Ends the run early when it becomes `true` (e.g. on Ctrl-C); the report then covers
     /// the time run.
     pub stop: Option<watch::Receiver<bool>>,
+    /// The wall-clock time the schedule starts at (`--start-at`), so that instances on
+    /// several machines run the same window; `None` starts at once. The run checks the
+    /// target with one connection, waits, opens its connections shortly before, and starts
+    /// at this time, or at once if that has passed by then (the report's `start_unix_s`
+    /// says when it did start).
+    pub start_at: Option<SystemTime>,
+    /// The interval log to write (`--hdr-log`), created by the caller.
+    pub hdr_log: Option<HdrLog>,
 }
 
 /// Runs the load described by `config` and reports on it. Needs a tokio runtime with the
@@ -145,6 +159,21 @@ pub async fn run_load(config: &RunConfig, hooks: RunHooks) -> Result<RunReport, 
     config.validate()?;
     let template = RequestTemplate::new(config)?;
     let addr = config.target.resolve().await?;
+    let (_stop_source, unused_stop) = watch::channel(false);
+    let stop = hooks.stop.unwrap_or(unused_stop);
+    if let Some(start_at) = hooks.start_at {
+        // An unreachable target fails now, not when the wait is over.
+        drop(ClientConnection::open(&config.target, addr, config.timeout).await?);
+        if let Ok(wait) = start_at.duration_since(SystemTime::now())
+            && wait > CONNECT_LEAD
+        {
+            let mut stop = stop.clone();
+            tokio::select! {
+                () = tokio::time::sleep(wait - CONNECT_LEAD) => {}
+                () = wait_until_true(&mut stop) => {}
+            }
+        }
+    }
     let connections = open_connections(config, addr).await?;
 
     let mut scraper = config.metrics_url.clone().map(Scraper::new);
@@ -155,8 +184,10 @@ pub async fn run_load(config: &RunConfig, hooks: RunHooks) -> Result<RunReport, 
 
     let workers = tokio::runtime::Handle::current().metrics().num_workers().max(1);
     let shards = (0..workers.min(config.connections)).map(|_| Recorder::new().map(Mutex::new));
+    let (start, start_wall) = schedule_start(hooks.start_at);
     let engine = Arc::new(Engine {
-        start: Instant::now() + START_LEAD,
+        start,
+        start_wall,
         timetable: Mutex::new(Timetable::new(
             config.rps,
             config.warmup,
@@ -175,8 +206,6 @@ pub async fn run_load(config: &RunConfig, hooks: RunHooks) -> Result<RunReport, 
         metrics.set_target_rps(config.rps);
     }
 
-    let (_stop_source, unused_stop) = watch::channel(false);
-    let stop = hooks.stop.unwrap_or(unused_stop);
     let (finished_source, finished) = watch::channel(false);
     let mut tasks = JoinSet::new();
     for (number, connection) in connections.into_iter().enumerate() {
@@ -204,14 +233,27 @@ pub async fn run_load(config: &RunConfig, hooks: RunHooks) -> Result<RunReport, 
             }
         }
     };
-    let sampler = Sampler::new(&engine, config, scraper, hooks.progress.clone(), baseline)?;
+    let sampler = Sampler::new(&engine, config, scraper, hooks.progress.clone(), baseline, hooks.hdr_log)?;
     let (driven, (), sampled) = tokio::join!(connections_done, stop_watch, sampler.run(finished));
     driven?;
     let sampled = sampled?;
     if let Some(progress) = &hooks.progress {
         progress.finish_and_clear();
     }
-    Ok(build_report(config, &engine, sampled))
+    build_report(config, &engine, sampled)
+}
+
+/// The schedule's start as an instant and as wall-clock time: `start_at` when it is at
+/// least [`START_LEAD`] away, else [`START_LEAD`] from now.
+fn schedule_start(start_at: Option<SystemTime>) -> (Instant, SystemTime) {
+    let (now, wall_now) = (Instant::now(), SystemTime::now());
+    if let Some(at) = start_at
+        && let Ok(ahead) = at.duration_since(wall_now)
+        && ahead >= START_LEAD
+    {
+        return (now + ahead, at);
+    }
+    (now + START_LEAD, wall_now + START_LEAD)
 }
 
 async fn open_connections(config: &RunConfig, addr: SocketAddr) -> Result<Vec<ClientConnection>, Error> {
@@ -288,6 +330,8 @@ impl RequestTemplate {
 #[derive(Debug)]
 struct Engine {
     start: Instant,
+    /// `start` on the wall clock.
+    start_wall: SystemTime,
     timetable: Mutex<Timetable>,
     awaiting_response: AtomicU64,
     shards: Vec<Mutex<Recorder>>,
@@ -403,6 +447,8 @@ struct Sampler<'a> {
     /// The baseline scrape before any request, kept apart so that merging never blurs it.
     start_row: SeriesRow,
     series: Series,
+    /// `--hdr-log`, with the measured window's statistics of the current second.
+    hdr_log: Option<(HdrLog, Stats)>,
 }
 
 /// What the sampler hands to the report.
@@ -419,8 +465,16 @@ impl<'a> Sampler<'a> {
         scraper: Option<Scraper>,
         progress: Option<ProgressBar>,
         baseline: ServerSample,
+        hdr_log: Option<HdrLog>,
     ) -> Result<Self, Error> {
         let start_row = SeriesRow::start(baseline);
+        let hdr_log = match hdr_log {
+            Some(mut log) => {
+                log.begin(engine.start_wall)?;
+                Some((log, Stats::new()?))
+            }
+            None => None,
+        };
         Ok(Self {
             engine,
             config,
@@ -432,6 +486,7 @@ impl<'a> Sampler<'a> {
             skipped_exported: 0,
             start_row,
             series: Series::default(),
+            hdr_log,
         })
     }
 
@@ -446,6 +501,9 @@ impl<'a> Sampler<'a> {
             }
         }
         self.tick().await?;
+        if let Some((log, _)) = &mut self.hdr_log {
+            log.finish()?;
+        }
         let scrape_error = self.scraper.as_ref().and_then(|scraper| scraper.last_error().map(str::to_owned));
         let series = std::iter::once(self.start_row).chain(self.series.into_rows()).collect();
         Ok(Sampled { measured: self.measured, series, scrape_error })
@@ -454,8 +512,20 @@ impl<'a> Sampler<'a> {
     async fn tick(&mut self) -> Result<(), Error> {
         let elapsed = self.engine.elapsed();
         self.interval.clear();
-        for shard in &self.engine.shards {
-            lock(shard).drain_into(&mut self.interval, &mut self.measured)?;
+        match &mut self.hdr_log {
+            None => {
+                for shard in &self.engine.shards {
+                    lock(shard).drain_into(&mut self.interval, &mut self.measured)?;
+                }
+            }
+            Some((_, second)) => {
+                // The second's measured requests are kept apart for the log, then added.
+                second.clear();
+                for shard in &self.engine.shards {
+                    lock(shard).drain_into(&mut self.interval, second)?;
+                }
+                self.measured.add(second)?;
+            }
         }
         let (backlog, late, skipped, end) = {
             let timetable = lock(&self.engine.timetable);
@@ -477,6 +547,10 @@ impl<'a> Sampler<'a> {
         let interval_start = self.previous_elapsed;
         let seconds = elapsed.saturating_sub(interval_start).as_secs_f64();
         self.previous_elapsed = elapsed;
+        if let Some((log, second)) = &mut self.hdr_log {
+            let length = elapsed.saturating_sub(interval_start);
+            log.write_interval(interval_start, length, &second.corrected, &second.service)?;
+        }
         let corrected = LatencySummary::of(&self.interval.corrected);
         let tally = &self.interval.tally;
         let row = SeriesRow {
@@ -511,7 +585,7 @@ impl<'a> Sampler<'a> {
     }
 }
 
-fn build_report(config: &RunConfig, engine: &Engine, sampled: Sampled) -> RunReport {
+fn build_report(config: &RunConfig, engine: &Engine, sampled: Sampled) -> Result<RunReport, Error> {
     let timetable = lock(&engine.timetable).clone();
     let planned_end = config.warmup + config.duration;
     let measured_s = timetable.end().saturating_sub(config.warmup).as_secs_f64();
@@ -522,7 +596,14 @@ fn build_report(config: &RunConfig, engine: &Engine, sampled: Sampled) -> RunRep
     let scheduled =
         timetable.total_requests().saturating_sub(timetable.warmup_requests()).max(tally.total() + skipped);
     let by_status = tally.statuses.iter().filter(|(_, count)| **count > 0).map(|(s, c)| (*s, *c)).collect();
-    RunReport {
+    let measured = &sampled.measured;
+    let histograms = EncodedHistograms {
+        corrected: encode_histogram(&measured.corrected)?,
+        service: encode_histogram(&measured.service)?,
+        send_delay: encode_histogram(&measured.send_delay)?,
+    };
+    Ok(RunReport {
+        loadgen_version: env!("CARGO_PKG_VERSION").to_owned(),
         label: config.label.clone(),
         method: config.method.to_string(),
         url: config.target.url.clone(),
@@ -537,6 +618,7 @@ fn build_report(config: &RunConfig, engine: &Engine, sampled: Sampled) -> RunRep
         warmup_s: config.warmup.as_secs_f64(),
         duration_s: config.duration.as_secs_f64(),
         measured_s,
+        start_unix_s: engine.start_wall.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64(),
         interrupted: timetable.end() < planned_end,
         requests: RequestCounts {
             scheduled,
@@ -559,6 +641,8 @@ fn build_report(config: &RunConfig, engine: &Engine, sampled: Sampled) -> RunRep
         send_delay: LatencySummary::of(&sampled.measured.send_delay),
         metrics_url: config.metrics_url.as_ref().map(|target| target.url.clone()),
         scrape_error: sampled.scrape_error,
+        histograms: Some(histograms),
+        merged: None,
         series: sampled.series,
-    }
+    })
 }

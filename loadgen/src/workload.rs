@@ -19,12 +19,12 @@
 use std::fmt::Write as _;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::units::IntRange;
 
 /// The shape of the generated traffic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkloadSpec {
     /// Distinct user ids drawn uniformly (the server caches one profile per user, so this
     /// sets the cache-miss rate).

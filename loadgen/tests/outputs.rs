@@ -6,15 +6,18 @@ mod support;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use allockit_probe::metrics::{
     LOADGEN_IN_FLIGHT_REQUESTS, LOADGEN_LATENCY_SECONDS, LOADGEN_REQUESTS_TOTAL, LOADGEN_TARGET_RPS,
     PROCESS_RESIDENT_MEMORY_BYTES,
 };
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use loadgen::exporter::{self, OwnMetrics};
+use loadgen::hdrlog::HdrLog;
 use loadgen::http::{ClientConnection, Target};
 use loadgen::plot;
+use loadgen::recorder::{decode_histogram, empty_histogram};
 use loadgen::report::Phase;
 use loadgen::run::{RunHooks, run_load};
 use support::{Behaviour, TestServer, config, scratch_dir};
@@ -152,4 +155,60 @@ async fn own_metrics_count_the_run_and_pass_promtool() {
     let (not_found, _) = connection.get(&target.with_path("/other"), 1 << 20).await.unwrap();
     assert_eq!(not_found, 404);
     exposition_server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hdr_log_holds_the_measured_window_second_by_second_and_adds_up_to_the_json() {
+    let server = TestServer::start(Behaviour::Immediate, None).await;
+    let directory = scratch_dir("hdr-log");
+    let log_path = directory.join("run.hlog");
+    let mut warmed = config(&server, 50.0, Duration::from_millis(2500), 2);
+    warmed.warmup = Duration::from_secs(1);
+    let start_at = SystemTime::now() + Duration::from_millis(1500);
+    let hooks = RunHooks {
+        hdr_log: Some(HdrLog::create(&log_path).unwrap()),
+        start_at: Some(start_at),
+        ..RunHooks::default()
+    };
+    let report = run_load(&warmed, hooks).await.unwrap();
+    assert_eq!(report.requests.ok, 125, "the warm-up's 50 requests are not counted");
+    let start_unix_s = start_at.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    assert_eq!(report.start_unix_s, start_unix_s, "the schedule started at --start-at");
+    let json_path = directory.join("report.json");
+    report.write_json(&json_path).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+
+    let log = std::fs::read(&log_path).unwrap();
+    let (mut corrected, mut service) = (empty_histogram().unwrap(), empty_histogram().unwrap());
+    let (mut base_time, mut corrected_intervals, mut next_start) = (None, 0, Duration::ZERO);
+    for entry in IntervalLogIterator::new(&log) {
+        match entry.expect("HdrHistogram's own parser reads every line") {
+            LogEntry::BaseTime(base) => base_time = Some(base),
+            LogEntry::StartTime(_) => {}
+            LogEntry::Interval(interval) => {
+                let histogram = decode_histogram(interval.encoded_histogram()).unwrap();
+                match interval.tag().map(|tag| tag.as_str()) {
+                    Some("corrected") => {
+                        let gap = interval.start_timestamp().abs_diff(next_start);
+                        assert!(gap <= Duration::from_millis(1), "intervals follow each other");
+                        next_start = interval.start_timestamp() + interval.duration();
+                        corrected_intervals += 1;
+                        corrected.add(&histogram).unwrap();
+                    }
+                    Some("service") => service.add(&histogram).unwrap(),
+                    other => panic!("unexpected tag {other:?}"),
+                }
+            }
+        }
+    }
+    let base_time = base_time.expect("a BaseTime header").as_secs_f64();
+    assert!((base_time - start_unix_s).abs() < 0.001, "BaseTime {base_time} vs start {start_unix_s}");
+    assert_eq!(corrected_intervals, report.series.len() - 1, "one interval per series row after the start");
+    assert_eq!(corrected.len(), json["latency"]["count"].as_u64().unwrap());
+    assert_eq!(service.len(), json["service_time"]["count"].as_u64().unwrap());
+    assert_eq!(corrected.len(), 125);
+    let in_json = |name: &str| decode_histogram(json["histograms"][name].as_str().unwrap()).unwrap();
+    assert_eq!(corrected, in_json("corrected"), "the log's seconds add up to the report's histogram");
+    assert_eq!(service, in_json("service"));
+    std::fs::remove_dir_all(&directory).unwrap();
 }
