@@ -184,6 +184,20 @@ pub struct ChunkStats {
     /// Chunks committed and waiting for reuse.
     pub chunks_idle: usize,
     /// Chunks retired by an arena but kept alive by escaping allocations.
+    ///
+    /// Only arenas pin chunks: pinning is not part of the public API, so no caller can
+    /// drive the counts out of step (`chunks_in_use` is in-use minus pinned).
+    ///
+    /// ```compile_fail,E0624
+    /// let source = allockit::ChunkSource::global();
+    /// source.pin(1); // private: only the arena pins the chunks it retires
+    /// ```
+    ///
+    /// ```compile_fail,E0624
+    /// let source = allockit::ChunkSource::global();
+    /// let chunk = source.take().unwrap();
+    /// source.give_back_pinned(chunk); // private: only an escaping handle's last drop
+    /// ```
     pub chunks_pinned: usize,
     /// Regions reserved.
     pub regions: usize,
@@ -448,13 +462,18 @@ impl ChunkSource {
 
     /// Counts a chunk as pinned: retired by its arena but kept alive by escaping
     /// allocations. It stays in use until [`ChunkSource::give_back_pinned`].
-    pub fn pin(&self, chunks: usize) {
+    ///
+    /// Crate-private: `pinned` counts chunks that are also in `in_use`, and only the arena
+    /// knows when that holds (it pins a chunk it holds, and its last escaping handle gives
+    /// that chunk back through `give_back_pinned` exactly once). Called out of order from
+    /// outside, `in_use - pinned` would underflow.
+    pub(crate) fn pin(&self, chunks: usize) {
         let mut state = self.lock();
         state.pinned += chunks;
     }
 
     /// Gives back a chunk that was counted by [`ChunkSource::pin`].
-    pub fn give_back_pinned(&self, chunk: Chunk) {
+    pub(crate) fn give_back_pinned(&self, chunk: Chunk) {
         let chunks = (chunk.usable + self.config.guard_bytes()) / self.config.chunk_size;
         let mut state = self.lock();
         state.pinned -= chunks;

@@ -19,6 +19,14 @@
 //! *poisoned*, so a use after reset or after free of allocator memory is reported as
 //! `use-after-poison`, the way PostgreSQL describes its memory contexts to Valgrind.
 //!
+//! With the `valgrind` feature the same hooks become Valgrind client requests (see
+//! [`crate::valgrind`]): unaddressable ranges are `MAKE_MEM_NOACCESS`, memory handed out is
+//! `MAKE_MEM_UNDEFINED`, so memcheck reports a read after reset or after free as an invalid
+//! read, and a branch on fresh, unwritten allocator memory as a use of uninitialised memory.
+//!
+//! Neither tool is told about a [`crate::FixedArena`]'s buffer: it is the caller's memory,
+//! and `mem::forget` of the arena would leave the marks on it after the borrow ends.
+//!
 //! Without the features every function here compiles to nothing and the allocators carry
 //! no per-object metadata. A guard that fires panics with a message starting with
 //! `allockit guard:`: a detected corruption is a bug in the caller, and continuing would
@@ -121,7 +129,11 @@ unsafe extern "C" {
 /// Whether AddressSanitizer hooks are compiled in (the `asan` feature).
 pub const ASAN: bool = cfg!(feature = "asan");
 
-/// Tells AddressSanitizer that `[ptr, ptr + len)` must not be touched (the `asan` feature).
+/// Whether Valgrind client requests are compiled in (the `valgrind` feature, x86-64).
+pub const VALGRIND: bool = crate::valgrind::ENABLED;
+
+/// Tells the tools that `[ptr, ptr + len)` must not be touched (ASan poison, memcheck
+/// no-access).
 ///
 /// # Safety
 /// The range must be memory the allocator owns and no live allocation uses.
@@ -133,12 +145,15 @@ pub unsafe fn make_unaddressable(ptr: *const u8, len: usize) {
     unsafe {
         __asan_poison_memory_region(ptr, len)
     };
+    // SAFETY: as guaranteed by the caller.
+    unsafe { crate::valgrind::make_noaccess(ptr, len) };
 }
 
-/// Tells AddressSanitizer that `[ptr, ptr + len)` may be used again (the `asan` feature).
+/// Tells the tools that `[ptr, ptr + len)` is handed out: addressable, its contents
+/// undefined until written (ASan unpoison, memcheck undefined).
 ///
 /// # Safety
-/// The range must be memory the allocator owns.
+/// The range must be memory the allocator owns and hands out.
 #[inline(always)]
 #[cfg_attr(not(feature = "asan"), allow(unused_variables))]
 pub unsafe fn make_addressable(ptr: *const u8, len: usize) {
@@ -147,4 +162,36 @@ pub unsafe fn make_addressable(ptr: *const u8, len: usize) {
     unsafe {
         __asan_unpoison_memory_region(ptr, len)
     };
+    // SAFETY: as guaranteed by the caller.
+    unsafe { crate::valgrind::make_undefined(ptr, len) };
+}
+
+/// Tells the tools that the allocator reads `[ptr, ptr + len)` again, with the contents it
+/// wrote there before it made the range unaddressable (ASan unpoison, memcheck defined).
+///
+/// # Safety
+/// The range must be memory the allocator owns, and the bytes the allocator reads in it must
+/// be bytes it wrote (memcheck takes the whole range as defined).
+#[inline(always)]
+#[cfg_attr(not(feature = "asan"), allow(unused_variables))]
+pub unsafe fn make_readable(ptr: *const u8, len: usize) {
+    #[cfg(feature = "asan")]
+    // SAFETY: the ASan runtime only updates its shadow memory for the range.
+    unsafe {
+        __asan_unpoison_memory_region(ptr, len)
+    };
+    // SAFETY: as guaranteed by the caller.
+    unsafe { crate::valgrind::make_defined(ptr, len) };
+}
+
+/// Tells memcheck that the contents of `[ptr, ptr + len)`, addressable already, are
+/// undefined from now on: a recycled block handed out again (nothing for ASan, which does
+/// not track definedness).
+///
+/// # Safety
+/// The range must be memory the allocator owns and hands out.
+#[inline(always)]
+pub unsafe fn make_undefined(ptr: *const u8, len: usize) {
+    // SAFETY: as guaranteed by the caller.
+    unsafe { crate::valgrind::make_undefined(ptr, len) };
 }

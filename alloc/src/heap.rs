@@ -182,7 +182,9 @@ unsafe impl SpanSource for BufferSource<'_> {
     const JOINS_SPANS: bool = false;
 
     fn take_span(&self, min_bytes: usize) -> Result<Span, ChunkError> {
-        if self.taken.get() || min_bytes > self.len {
+        // An empty remainder is refused: its pointer may be the buffer's unaligned end
+        // (`new` clamps the skip to the length), and spans are never empty.
+        if self.taken.get() || min_bytes > self.len || self.len == 0 {
             return Err(ChunkError::Exhausted { requested: min_bytes, reserved: self.len });
         }
         self.taken.set(true);
@@ -472,5 +474,17 @@ mod tests {
         assert_eq!(span.as_ptr().as_ptr().addr() % 16, 0);
         assert!(span.len() >= 1000 - 3 - 15);
         assert!(matches!(source.take_span(16), Err(ChunkError::Exhausted { .. })));
+    }
+
+    #[test]
+    fn buffer_source_never_hands_out_an_empty_or_misaligned_span() {
+        let mut buffer = [0u8; 64];
+        let offset = buffer.as_ptr().align_offset(16);
+        for (from, to) in [(0, 0), (offset + 1, offset + 1), (offset + 1, offset + 9)] {
+            let source = BufferSource::new(&mut buffer[from..to]);
+            assert!(matches!(source.take_span(0), Err(ChunkError::Exhausted { .. })), "{from}..{to}");
+        }
+        let source = BufferSource::new(&mut []);
+        assert!(matches!(source.take_span(0), Err(ChunkError::Exhausted { .. })));
     }
 }

@@ -15,6 +15,7 @@
 //! | [`os`] | reserve / commit / decommit / protect pages | system calls |
 //! | [`guard`] | debug guards (the `guard` feature): guard pages, poison, canaries, double free | debug only |
 //! | [`stats`] | the counters every allocator reports | — |
+//! | [`valgrind`] | tells memcheck what the arena and pool hand out (the `valgrind` feature) | debug only |
 //!
 //! ```
 //! use allockit::{arena::Arena, pool::Pool};
@@ -48,6 +49,7 @@ pub mod pool;
 mod region;
 pub mod sizeclass;
 pub mod stats;
+pub mod valgrind;
 
 pub use arena::{Arena, ArenaError, Escaped, FixedArena};
 pub use chunk::{Chunk, ChunkConfig, ChunkError, ChunkSource, ChunkStats};

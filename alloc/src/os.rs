@@ -70,8 +70,13 @@ pub fn reserve(len: usize) -> Result<NonNull<u8>, OsError> {
 /// 2 MiB (transparent huge pages), and valgrind to a page only: so this reserves
 /// `len + align - page` bytes and unmaps the unaligned head and the tail. If unmapping
 /// either fails, that part stays reserved (address space, no memory) and unused.
+///
+/// An `align` that is not a power of two is refused (`EINVAL`): the head and tail to unmap
+/// would not be whole pages.
 pub fn reserve_aligned(len: usize, align: usize) -> Result<NonNull<u8>, OsError> {
-    debug_assert!(align.is_power_of_two());
+    if !align.is_power_of_two() {
+        return Err(os_error("mmap", len, rustix::io::Errno::INVAL));
+    }
     let page = page_size();
     if align <= page {
         return reserve(len);
@@ -183,6 +188,14 @@ mod tests {
                 base.as_ptr().add(len - 1).write(1);
                 release(base, len).unwrap();
             }
+        }
+    }
+
+    #[test]
+    fn an_alignment_that_is_not_a_power_of_two_is_refused() {
+        for align in [0, 3 * page_size(), (64 << 10) + page_size()] {
+            let error = reserve_aligned(16 * page_size(), align).unwrap_err();
+            assert_eq!(error.source.raw_os_error(), Some(rustix::io::Errno::INVAL.raw_os_error()), "{align}");
         }
     }
 

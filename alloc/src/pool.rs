@@ -178,9 +178,11 @@ impl RawPool {
         let recycled = !head.is_null();
         let block = if recycled {
             // SAFETY: a free-list entry is a free block of ours (handed out from here on);
-            // its first word is the link.
+            // its first word is the link. What the pool reads of it, it wrote when the block
+            // was freed (the link, and with guards the poison and the canary); the caller's
+            // part becomes undefined again below, once the guard checks are done.
             self.free.set(unsafe {
-                guard::make_addressable(head.cast(), self.block_size);
+                guard::make_readable(head.cast(), self.block_size);
                 (*head).next
             });
             head.cast::<u8>()
@@ -188,6 +190,10 @@ impl RawPool {
             self.alloc_slow()?
         };
         self.on_alloc(block, recycled);
+        if recycled {
+            // SAFETY: the block is handed out; for the caller its contents are garbage.
+            unsafe { guard::make_undefined(block, self.object_size) };
+        }
         let live = self.live.get() + 1;
         self.live.set(live);
         if live > self.high_water.get() {

@@ -41,7 +41,9 @@ impl Bitmap {
     }
 
     pub(crate) fn set(&mut self, i: usize, value: bool) {
-        debug_assert!(i < self.len);
+        // Bits past `len` must stay clear: a search would report them as chunks past the
+        // region's end (indexing alone only stops at the last word's end).
+        assert!(i < self.len, "bit {i} of a {}-bit map", self.len);
         if value {
             self.words[i / 64] |= 1 << (i % 64);
         } else {
@@ -180,8 +182,8 @@ impl Region {
     }
 
     pub(crate) fn chunk_ptr(&self, index: usize) -> NonNull<u8> {
-        debug_assert!(index < self.chunks);
-        // SAFETY: index < chunks, so the offset stays inside the reservation.
+        assert!(index < self.chunks, "chunk {index} of a {}-chunk region", self.chunks);
+        // SAFETY: index < chunks (checked), so the offset stays inside the reservation.
         unsafe { self.base.add(index * self.chunk_size) }
     }
 

@@ -19,13 +19,26 @@ use crate::guard;
 /// zero-size allocation gets this well-aligned, never dereferenced address.
 pub(crate) const EMPTY: *mut u8 = core::ptr::without_provenance_mut(1 << 62);
 
+/// Invariants: `start <= cursor <= end`, all three in (or one past) the same range, and
+/// `start` is a multiple of [`MIN_ALIGN`] ([`Bump::set`] checks it). Without guards the
+/// cursor stays a multiple of `MIN_ALIGN` too. Every pointer the bump hands out or stores is
+/// derived from `start`, the pointer its owner got from the chunk (or buffer), so it carries
+/// that range's provenance, never a caller's.
 #[derive(Debug)]
 pub(crate) struct Bump {
     cursor: Cell<*mut u8>,
     end: Cell<*mut u8>,
     /// Where the current range starts (off the fast path: guard walks and tip checks).
     start: Cell<*mut u8>,
+    /// Whether the bump tells AddressSanitizer and Valgrind which of its bytes are handed
+    /// out. False over a borrowed buffer ([`super::FixedArena`]): `mem::forget` of the arena
+    /// skips its `Drop`, so any mark left on the caller's buffer would outlive the borrow.
+    describes_memory: bool,
 }
+
+/// Whether any memory-checking tool is told about allocations (the `asan` or `valgrind`
+/// feature).
+const TOOLS: bool = guard::ASAN || guard::VALGRIND;
 
 /// Without guards the cursor is always a multiple of this, and sizes are rounded up to it.
 pub(crate) const MIN_ALIGN: usize = 8;
@@ -51,8 +64,34 @@ pub(crate) const GUARD_EXTRA: usize =
     if guard::ENABLED { guard::CANARY_LEN + 3 * core::mem::size_of::<usize>() } else { 0 };
 
 impl Bump {
+    /// A bump with no range, over memory the allocator owns (chunks and spans).
     pub(crate) const fn empty() -> Self {
-        Self { cursor: Cell::new(EMPTY), end: Cell::new(EMPTY), start: Cell::new(EMPTY) }
+        Self {
+            cursor: Cell::new(EMPTY),
+            end: Cell::new(EMPTY),
+            start: Cell::new(EMPTY),
+            describes_memory: true,
+        }
+    }
+
+    /// A bump with no range, for ranges of a borrowed buffer: it never marks their bytes
+    /// for AddressSanitizer or Valgrind (see the field's docs).
+    pub(crate) const fn empty_borrowed() -> Self {
+        Self { describes_memory: false, ..Self::empty() }
+    }
+
+    /// Whether to tell the memory-checking tools about this bump's range.
+    #[inline(always)]
+    fn describes(&self) -> bool {
+        TOOLS && self.describes_memory
+    }
+
+    /// A pointer to `addr` (inside or one past the current range) with the provenance of
+    /// the range's start: the cursor and every record are rebuilt from the chunk's own
+    /// pointer, never from a pointer a caller handed back (bumpalo does the same).
+    #[inline(always)]
+    fn at(&self, addr: usize) -> *mut u8 {
+        self.start.get().with_addr(addr)
     }
 
     pub(crate) fn cursor(&self) -> *mut u8 {
@@ -70,12 +109,21 @@ impl Bump {
 
     /// Points the cursor at a new range.
     ///
-    /// `start` must be a multiple of [`MIN_ALIGN`].
+    /// # Panics
+    /// If `start` is not a multiple of [`MIN_ALIGN`]: the fast path hands out the cursor
+    /// unrounded for alignments up to `MIN_ALIGN`, so a misaligned start would hand out
+    /// misaligned memory. Callers guarantee it (chunk data starts and [`super::FixedArena`]
+    /// align it); the check keeps that a checked invariant in release builds too, off the
+    /// fast path.
     ///
-    /// With the `asan` feature the whole range becomes unaddressable until allocated from.
+    /// With the `asan` or `valgrind` feature the whole range becomes unaddressable until
+    /// allocated from.
     pub(crate) fn set(&self, start: *mut u8, end: *mut u8) {
-        debug_assert!(start.addr().is_multiple_of(MIN_ALIGN));
-        if guard::ASAN && start != EMPTY {
+        assert!(
+            start.addr().is_multiple_of(MIN_ALIGN) && start.addr() <= end.addr(),
+            "bump range {start:p}..{end:p} must start at a multiple of {MIN_ALIGN}"
+        );
+        if self.describes() && start != EMPTY {
             // SAFETY: the range is the bump's own, and nothing in it is allocated.
             unsafe { guard::make_unaddressable(start, end.addr() - start.addr()) };
         }
@@ -88,7 +136,7 @@ impl Bump {
     #[inline(always)]
     pub(crate) fn rewind(&self) {
         let start = self.start.get();
-        if guard::ASAN && start != EMPTY {
+        if self.describes() && start != EMPTY {
             // SAFETY: the range is the bump's own, and nothing in it is allocated any more.
             unsafe { guard::make_unaddressable(start, self.end.get().addr() - start.addr()) };
         }
@@ -125,11 +173,14 @@ impl Bump {
             return None;
         }
         // SAFETY: cursor <= aligned <= new_cursor <= end, so the offset stays inside the
-        // current range (or is zero on the EMPTY sentinel).
+        // current range (or is zero on the EMPTY sentinel). The cursor is always derived
+        // from the range's start (see `Bump::at`), so the payload has the chunk's provenance.
         let payload = unsafe { cursor.add(aligned - cursor.addr()) };
         self.cursor.set(payload.with_addr(new_cursor));
-        // SAFETY: [payload, payload + size) was just handed out.
-        unsafe { guard::make_addressable(payload, layout.size()) };
+        if self.describes() {
+            // SAFETY: [payload, payload + size) was just handed out.
+            unsafe { guard::make_addressable(payload, layout.size()) };
+        }
         // SAFETY: payload is inside a live range, or is EMPTY: never null either way.
         Some(unsafe { NonNull::new_unchecked(payload) })
     }
@@ -152,7 +203,9 @@ impl Bump {
         let payload = unsafe { cursor.add(pad) };
         // SAFETY: the record (payload, canary, trailer) is handed out and fits before the end.
         unsafe {
-            guard::make_addressable(cursor, needed);
+            if self.describes() {
+                guard::make_addressable(cursor, needed);
+            }
             self.write_record(cursor, payload, layout.size());
         }
         NonNull::new(payload)
@@ -161,9 +214,13 @@ impl Bump {
     /// Writes the canary and trailer after `payload[..len]` and moves the cursor past them.
     ///
     /// # Safety
-    /// `payload + len + GUARD_EXTRA` must not pass the end.
+    /// `prev_end <= payload` must lie in the current range, and `payload + len +
+    /// GUARD_EXTRA` must not pass the end.
     #[cfg(feature = "guard")]
     unsafe fn write_record(&self, prev_end: *mut u8, payload: *mut u8, len: usize) {
+        // The record and the new cursor are derived from the range's own pointer: `payload`
+        // may be a pointer a caller handed back (resize_tip), whose provenance is its block.
+        let (prev_end, payload) = (self.at(prev_end.addr()), self.at(payload.addr()));
         // SAFETY: guaranteed by the caller: all of it lies before the end.
         unsafe {
             let canary = payload.add(len);
@@ -212,29 +269,41 @@ impl Bump {
         if new_size.saturating_add(GUARD_EXTRA) > available {
             return false;
         }
-        // Read the tip's trailer before the ASan update below: a shrink makes it unaddressable.
+        #[cfg(not(feature = "guard"))]
+        let new_cursor = ptr.as_ptr().addr() + round_size(new_size);
+        #[cfg(not(feature = "guard"))]
+        if new_cursor > self.end.get().addr() {
+            return false;
+        }
+        // Read the tip's trailer before the tools are told: a shrink makes it unaddressable.
         #[cfg(feature = "guard")]
         let prev_end = self.last_trailer().map_or(ptr.as_ptr(), |t| t.prev_end);
-        if guard::ASAN {
-            // SAFETY: both ranges lie in the bump's range: the tip block before and after.
+        if self.describes() {
+            let block = ptr.as_ptr();
+            // SAFETY: both ranges lie in the bump's range, at the tip block's end: the part
+            // a grow adds (after the kept contents, whose state the tools keep) or the part
+            // a shrink gives up (after the new record).
             unsafe {
-                guard::make_unaddressable(ptr.as_ptr(), old_size.max(new_size) + GUARD_EXTRA);
-                guard::make_addressable(ptr.as_ptr(), new_size + GUARD_EXTRA);
+                if new_size > old_size {
+                    guard::make_addressable(block.wrapping_add(old_size), new_size - old_size + GUARD_EXTRA);
+                } else {
+                    guard::make_unaddressable(
+                        block.wrapping_add(new_size + GUARD_EXTRA),
+                        old_size - new_size,
+                    );
+                }
             }
         }
         #[cfg(feature = "guard")]
         {
-            // SAFETY: the record fits before the end, checked above.
+            // SAFETY: the record fits before the end, checked above; prev_end is the end of
+            // the allocation before the tip.
             unsafe { self.write_record(prev_end, ptr.as_ptr(), new_size) };
         }
+        // The new cursor is the range's own pointer moved to the new address, not the
+        // caller's `ptr`, so later allocations keep the chunk's provenance.
         #[cfg(not(feature = "guard"))]
-        {
-            let new_cursor = ptr.as_ptr().addr() + round_size(new_size);
-            if new_cursor > self.end.get().addr() {
-                return false;
-            }
-            self.cursor.set(ptr.as_ptr().with_addr(new_cursor));
-        }
+        self.cursor.set(self.at(new_cursor));
         true
     }
 
@@ -244,17 +313,20 @@ impl Bump {
             return false;
         }
         #[cfg(feature = "guard")]
-        {
-            let prev_end = self.last_trailer().map_or(ptr.as_ptr(), |t| t.prev_end);
-            let freed = self.cursor.get().addr() - prev_end.addr();
-            // SAFETY: [prev_end, cursor) is the record being freed; nothing else uses it.
-            unsafe { guard::poison(prev_end, freed) };
-            self.cursor.set(prev_end);
-        }
+        let new_cursor = self.last_trailer().map_or(ptr.as_ptr(), |t| t.prev_end).addr();
         #[cfg(not(feature = "guard"))]
-        self.cursor.set(ptr.as_ptr());
-        // SAFETY: the freed tip block lies in the bump's range and is no longer handed out.
-        unsafe { guard::make_unaddressable(ptr.as_ptr(), size) };
+        let new_cursor = ptr.as_ptr().addr();
+        // The cursor moves back to the start of the freed record, rebuilt from the range's
+        // own pointer (not from `ptr`, whose provenance may be narrower: a caller's block).
+        let new_cursor = self.at(new_cursor);
+        let freed = self.cursor.get().addr() - new_cursor.addr();
+        // SAFETY: [new_cursor, cursor) is the record being freed; nothing else uses it.
+        unsafe { guard::poison(new_cursor, freed) };
+        self.cursor.set(new_cursor);
+        if self.describes() {
+            // SAFETY: the freed tip block lies in the bump's range and is no longer handed out.
+            unsafe { guard::make_unaddressable(ptr.as_ptr(), size) };
+        }
         true
     }
 }

@@ -16,6 +16,16 @@ use crate::stats::Stats;
 /// A bump arena over a borrowed buffer: no chunks, no system calls, and exhaustion is
 /// [`ArenaError::BufferExhausted`].
 ///
+/// The arena uses the buffer from its first multiple of 8 on. A buffer too short to hold
+/// one aligned byte (an empty one included) gives an arena of capacity 0, whose zero-sized
+/// allocations are still aligned as asked.
+///
+/// The buffer stays the caller's memory: with the `asan` or `valgrind` feature the arena
+/// does not mark its bytes for the tools (as [`super::Arena`] does its chunks), because
+/// `core::mem::forget` of the arena is safe, skips `Drop`, and would leave the caller's
+/// buffer marked unaddressable after the borrow ends. Use after reset in a `FixedArena`
+/// is what the `guard` feature's poisoning shows instead.
+///
 /// ```
 /// use allockit::arena::FixedArena;
 ///
@@ -51,14 +61,18 @@ impl<'buf> FixedArena<'buf> {
     /// An arena that allocates from `buffer` until it is full.
     pub fn new(buffer: &'buf mut [u8]) -> Self {
         // The bump keeps its cursor a multiple of MIN_ALIGN: skip the buffer's first
-        // unaligned bytes.
+        // unaligned bytes. A buffer with no byte at or after its first aligned address (an
+        // empty slice's dangling pointer is 0x1) has no aligned start inside it: the arena
+        // then gets the bump's EMPTY range, whose address is aligned to 2^62, so zero-sized
+        // allocations still come out aligned.
         let skip = buffer.as_ptr().addr().wrapping_neg() % bump::MIN_ALIGN;
-        let buffer = buffer.get_mut(skip..).unwrap_or_default();
-        let start = buffer.as_mut_ptr();
-        let capacity = buffer.len();
-        let bump = Bump::empty();
-        // SAFETY: start + len is the end of the borrowed buffer.
-        bump.set(start, unsafe { start.add(capacity) });
+        let (start, capacity) = match buffer.get_mut(skip..) {
+            Some(aligned) if !aligned.is_empty() => (aligned.as_mut_ptr(), aligned.len()),
+            _ => (bump::EMPTY, 0),
+        };
+        let bump = Bump::empty_borrowed();
+        // start + capacity is the end of the borrowed buffer, or EMPTY itself.
+        bump.set(start, start.wrapping_add(capacity));
         Self {
             bump,
             start,
@@ -138,13 +152,6 @@ impl<'buf> FixedArena<'buf> {
             resets: self.resets.get(),
             failures: self.failures.get(),
         }
-    }
-}
-
-impl Drop for FixedArena<'_> {
-    fn drop(&mut self) {
-        // SAFETY: the buffer goes back to its owner, who may use all of it.
-        unsafe { guard::make_addressable(self.start, self.capacity) };
     }
 }
 

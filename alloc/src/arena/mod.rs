@@ -234,7 +234,9 @@ impl ChunkHeader {
         }
         core::sync::atomic::fence(Ordering::Acquire);
         let source = h.source.load(Ordering::Relaxed);
-        debug_assert!(!source.is_null(), "the arena sets the source before its last release");
+        // The arena sets the source before it gives up its own reference, so the last
+        // reference always finds it; checked, since `Arc::from_raw(null)` would be UB.
+        assert!(!source.is_null(), "allockit: the last reference to an arena chunk found no chunk source");
         // SAFETY: the arena stored one Arc count here before releasing its reference (the
         // fence above makes that store visible); we are the last user of the chunk.
         unsafe {
