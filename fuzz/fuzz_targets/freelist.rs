@@ -1,14 +1,15 @@
 //! Fuzz target: the boundary-tag free list ([`allockit::FreeList`]) under every placement
 //! policy and free order, over each kind of memory source (a caller's buffer, the chunk
-//! source, a reservation), against the shadow model; `check()` runs after every operation.
+//! source, a reservation), against the shadow model of [`allockit_model::heap`]; `check()`
+//! runs after every operation.
 #![no_main]
 
 use std::sync::Arc;
 
 use allockit::heap::Reservation;
 use allockit::{FreeList, FreeOrder, Placement};
-use allockit_fuzz::heap::{HeapOp, drive};
-use allockit_fuzz::private_source;
+use allockit_model::heap::{HeapOp, drive};
+use allockit_model::private_source;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 

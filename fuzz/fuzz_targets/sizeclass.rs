@@ -1,15 +1,15 @@
 //! Fuzz target: the segregated-fit heap ([`allockit::SizeClass`]) over a private chunk
 //! source or over two reservations (as the global allocator runs it), against the shadow
-//! model; its large heap's `check()` and the per-class counters are verified after every
-//! operation.
+//! model of [`allockit_model::heap`]; its large heap's `check()` and the per-class counters
+//! are verified after every operation.
 #![no_main]
 
 use std::sync::Arc;
 
 use allockit::SizeClass;
 use allockit::heap::Reservation;
-use allockit_fuzz::heap::{HeapOp, drive};
-use allockit_fuzz::private_source;
+use allockit_model::heap::{HeapOp, drive};
+use allockit_model::private_source;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 

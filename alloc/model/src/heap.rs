@@ -1,12 +1,13 @@
-//! The driver the two general-heap targets share (`freelist`, `sizeclass`): a random
-//! sequence of alloc, free, realloc and `Allocator` grow/shrink (which may change the
-//! alignment) against the shadow model.
+//! The model of the general heaps ([`FreeList`], [`SizeClass`]): a random sequence of
+//! alloc, free, realloc and `Allocator` grow/shrink (which may change the alignment).
 //!
-//! After every operation: the heap's own `check()` passes, every block handed out is
-//! aligned and overlaps no live block, a touched block kept its contents, and the counters
-//! agree with the model (live bytes, live blocks, failures). At the end every block still
-//! holds its contents, and once all are freed the heap is fully coalesced: one free block
-//! per segment.
+//! After every operation: the heap's own walk ([`ModelHeap::check`]) passes, every block
+//! handed out is aligned and overlaps no live block, a moved or resized block kept its
+//! contents, and the counters agree with the model (live bytes, live blocks, failures).
+//! A block's contents are checked when it is freed or moved and at the end; once all are
+//! freed the heap must be fully coalesced: one free block per segment.
+//!
+//! Used by `alloc/tests/heaps_model.rs` and the `freelist` and `sizeclass` fuzz targets.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -18,24 +19,27 @@ use arbitrary::Arbitrary;
 
 use crate::{Align, Extents, Size, assert_aligned, assert_holds, fill, pick};
 
-/// The largest alignment the heap targets ask for: 2^13 = 8 KiB.
+/// The largest alignment the heap operations ask for: 2^13 = 8 KiB.
 pub const MAX_ALIGN_SHIFT: u32 = 13;
 
-/// One step of a heap target.
+/// One step of the heap model. Sizes are at most [`Size::MAX`]; alignments are powers of
+/// two up to `1 << MAX_ALIGN_SHIFT`.
 #[derive(Debug, Clone, Arbitrary)]
 pub enum HeapOp {
     /// `alloc(size, align)`, then fill the block.
     Alloc {
         /// Bytes.
-        size: Size,
+        #[arbitrary(with = Size::arbitrary_bytes)]
+        size: usize,
         /// Alignment.
-        align: Align,
+        #[arbitrary(with = Align::arbitrary_bytes::<MAX_ALIGN_SHIFT>)]
+        align: usize,
         /// Seed of the block's pattern.
         seed: u8,
     },
     /// `free` of a live block.
     Free {
-        /// Which live block.
+        /// Which live block ([`pick`]).
         pick: u16,
     },
     /// `realloc` of a live block to a new size, same alignment.
@@ -43,16 +47,19 @@ pub enum HeapOp {
         /// Which live block.
         pick: u16,
         /// The new size.
-        size: Size,
+        #[arbitrary(with = Size::arbitrary_bytes)]
+        size: usize,
     },
     /// `Allocator::grow` or `shrink` of a live block, to a new size and alignment.
     Resize {
         /// Which live block.
         pick: u16,
         /// The new size.
-        size: Size,
+        #[arbitrary(with = Size::arbitrary_bytes)]
+        size: usize,
         /// The new alignment.
-        align: Align,
+        #[arbitrary(with = Align::arbitrary_bytes::<MAX_ALIGN_SHIFT>)]
+        align: usize,
     },
 }
 
@@ -130,7 +137,7 @@ impl Block {
 }
 
 /// Runs `ops` on `heap` against the model, then frees everything and checks the heap is
-/// empty. Panics on the first disagreement.
+/// empty and coalesced. Panics on the first disagreement.
 pub fn drive(heap: &impl ModelHeap, ops: &[HeapOp]) {
     let mut live: Vec<Block> = Vec::new();
     let mut extents = Extents::default();
@@ -147,7 +154,7 @@ pub fn drive(heap: &impl ModelHeap, ops: &[HeapOp]) {
     for op in ops {
         match *op {
             HeapOp::Alloc { size, align, seed } => {
-                let layout = Layout::from_size_align(size.bytes(), align.bytes(MAX_ALIGN_SHIFT))
+                let layout = Layout::from_size_align(size, align)
                     .expect("bounded sizes and power-of-two alignments make valid layouts");
                 match heap.alloc(layout) {
                     Ok(ptr) => {
@@ -172,12 +179,11 @@ pub fn drive(heap: &impl ModelHeap, ops: &[HeapOp]) {
                 if let Some(index) = pick(raw, live.len()) {
                     let old = live[index];
                     old.assert_intact("a block being reallocated");
-                    let new_size = size.bytes();
                     // SAFETY: a live block of this heap with its current layout.
-                    match unsafe { heap.realloc(old.ptr, old.layout, new_size) } {
+                    match unsafe { heap.realloc(old.ptr, old.layout, size) } {
                         Ok(ptr) => {
-                            let layout = Layout::from_size_align(new_size, old.layout.align())
-                                .expect("a valid layout");
+                            let layout =
+                                Layout::from_size_align(size, old.layout.align()).expect("a valid layout");
                             let moved = Block { ptr, layout, seed: old.seed };
                             let (start, len) = old.extent();
                             extents.remove(start, len);
@@ -195,8 +201,7 @@ pub fn drive(heap: &impl ModelHeap, ops: &[HeapOp]) {
                 if let Some(index) = pick(raw, live.len()) {
                     let old = live[index];
                     old.assert_intact("a block being resized");
-                    let layout = Layout::from_size_align(size.bytes(), align.bytes(MAX_ALIGN_SHIFT))
-                        .expect("a valid layout");
+                    let layout = Layout::from_size_align(size, align).expect("a valid layout");
                     // SAFETY: a live block of this heap with its current layout; `grow` gets a
                     // size at least the old one and `shrink` at most.
                     let result = unsafe {
@@ -251,5 +256,194 @@ fn resized(block: &Block, old_size: usize) {
     unsafe {
         assert_holds(block.ptr.as_ptr(), kept, block.seed, "a resized block");
         fill(block.ptr.as_ptr(), block.layout.size(), block.seed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::cell::Cell;
+    use std::sync::Arc;
+
+    use allocator_api2::alloc::AllocError;
+    use allockit::heap::{HeapError, Reservation};
+    use allockit::{FreeOrder, Placement, Stats};
+
+    use super::*;
+    use crate::private_source;
+
+    /// Every kind of step, over sizes that take the small and the large paths.
+    fn mixed_ops() -> Vec<HeapOp> {
+        let mut ops = Vec::new();
+        for (index, size) in [0, 1, 24, 100, 700, 4096, 20_000, 100_000, 300].into_iter().enumerate() {
+            let align = 1 << (index % 3 * 6);
+            ops.push(HeapOp::Alloc { size, align, seed: index as u8 });
+        }
+        ops.extend([
+            HeapOp::Free { pick: 2 },
+            HeapOp::Realloc { pick: 0, size: 5000 },
+            HeapOp::Realloc { pick: 3, size: 10 },
+            HeapOp::Resize { pick: 1, size: 9000, align: 4096 },
+            HeapOp::Resize { pick: 4, size: 3, align: 1 },
+            HeapOp::Free { pick: 7 },
+            HeapOp::Alloc { size: 64, align: 64, seed: 99 },
+            HeapOp::Free { pick: 0 },
+            HeapOp::Free { pick: 1 },
+        ]);
+        ops
+    }
+
+    #[test]
+    fn a_free_list_over_a_buffer_passes_under_every_policy() {
+        for placement in Placement::ALL {
+            for order in [FreeOrder::Lifo, FreeOrder::Fifo] {
+                let mut buffer = vec![0u128; 32 * 1024];
+                // SAFETY: u128 has no invalid bit patterns; the byte view covers the same memory.
+                let bytes = unsafe {
+                    core::slice::from_raw_parts_mut(buffer.as_mut_ptr().cast::<u8>(), buffer.len() * 16)
+                };
+                let heap = FreeList::over_buffer(bytes, placement).with_order(order);
+                drive(&heap, &mixed_ops());
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_buffer_counts_its_failures() {
+        let mut buffer = vec![0u128; 1024];
+        // SAFETY: u128 has no invalid bit patterns; the byte view covers the same memory.
+        let bytes =
+            unsafe { core::slice::from_raw_parts_mut(buffer.as_mut_ptr().cast::<u8>(), buffer.len() * 16) };
+        let heap = FreeList::over_buffer(bytes, Placement::BestFit);
+        let ops: Vec<HeapOp> = (0..8).map(|seed| HeapOp::Alloc { size: 4000, align: 8, seed }).collect();
+        drive(&heap, &ops);
+        assert!(heap.stats().failures > 0, "16 KiB cannot hold eight 4000-byte blocks");
+    }
+
+    #[test]
+    fn the_size_class_heap_passes_on_chunks_and_reservations() {
+        let source = private_source(3);
+        let heap = SizeClass::with_source(Arc::clone(&source));
+        drive(&heap, &mixed_ops());
+        drop(heap);
+        assert_eq!(source.stats().chunks_in_use, 0);
+        let heap = SizeClass::from_sources(Reservation::new(4 << 20), Reservation::new(4 << 20));
+        drive(&heap, &mixed_ops());
+    }
+
+    /// What a [`Liar`] gets wrong.
+    #[derive(Debug, Clone, Copy)]
+    enum Lie {
+        /// Its second block is its first one again.
+        HandsOutTwice,
+        /// Its realloc moves the block without copying it.
+        ForgetsOnRealloc,
+        /// It reports one live byte more than it has.
+        Miscounts,
+    }
+
+    /// A size-class heap with one bug, to show that the model catches it.
+    struct Liar {
+        heap: SizeClass<Arc<allockit::ChunkSource>>,
+        lie: Lie,
+        first: Cell<Option<NonNull<u8>>>,
+    }
+
+    impl Liar {
+        fn new(lie: Lie) -> Self {
+            Self { heap: SizeClass::with_source(private_source(3)), lie, first: Cell::new(None) }
+        }
+    }
+
+    impl Heap for Liar {
+        fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, HeapError> {
+            let ptr = self.heap.alloc(layout)?;
+            match (self.lie, self.first.get()) {
+                (Lie::HandsOutTwice, Some(first)) => Ok(first),
+                _ => {
+                    self.first.set(Some(ptr));
+                    Ok(ptr)
+                }
+            }
+        }
+
+        unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout) {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.heap.free(ptr, layout) }
+        }
+
+        unsafe fn realloc(
+            &self,
+            ptr: NonNull<u8>,
+            layout: Layout,
+            new_size: usize,
+        ) -> Result<NonNull<u8>, HeapError> {
+            if let Lie::ForgetsOnRealloc = self.lie {
+                let new_layout = Layout::from_size_align(new_size, layout.align()).expect("a valid layout");
+                let new = self.heap.alloc(new_layout)?;
+                // SAFETY: forwarded from the caller.
+                unsafe { self.heap.free(ptr, layout) };
+                return Ok(new);
+            }
+            // SAFETY: forwarded from the caller.
+            unsafe { self.heap.realloc(ptr, layout, new_size) }
+        }
+
+        fn stats(&self) -> Stats {
+            let mut stats = self.heap.stats();
+            if let Lie::Miscounts = self.lie {
+                stats.live_bytes += 1;
+            }
+            stats
+        }
+    }
+
+    // SAFETY: blocks come from the size-class heap, which is an `Allocator`; the liar's own
+    // bugs are what the tests below expect the model to report.
+    unsafe impl Allocator for Liar {
+        fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+            let ptr = Heap::alloc(self, layout).map_err(|_| AllocError)?;
+            Ok(NonNull::slice_from_raw_parts(ptr, layout.size()))
+        }
+
+        unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+            // SAFETY: forwarded from the caller.
+            unsafe { Heap::free(self, ptr, layout) }
+        }
+    }
+
+    impl ModelHeap for Liar {
+        fn check(&self, after: &HeapOp) {
+            self.heap.check(after);
+        }
+        fn check_empty(&self) {
+            self.heap.check_empty();
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "overlaps live block")]
+    fn a_block_handed_out_twice_is_caught() {
+        let heap = Liar::new(Lie::HandsOutTwice);
+        drive(
+            &heap,
+            &[HeapOp::Alloc { size: 32, align: 8, seed: 1 }, HeapOp::Alloc { size: 32, align: 8, seed: 2 }],
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "a resized block")]
+    fn a_realloc_that_loses_the_contents_is_caught() {
+        let heap = Liar::new(Lie::ForgetsOnRealloc);
+        drive(
+            &heap,
+            &[HeapOp::Alloc { size: 32, align: 8, seed: 1 }, HeapOp::Realloc { pick: 0, size: 4000 }],
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "live bytes")]
+    fn a_counter_off_by_one_is_caught() {
+        let heap = Liar::new(Lie::Miscounts);
+        drive(&heap, &[HeapOp::Alloc { size: 32, align: 8, seed: 1 }]);
     }
 }
