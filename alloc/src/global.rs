@@ -43,8 +43,8 @@ use core::ptr::{self, NonNull};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::freelist::{FreeList, FreeStats, HeapCorruption, Placement};
-use crate::heap::Reservation;
 use crate::sizeclass::{CLASS_COUNT, ClassStats, SizeClass};
+use crate::source::Reservation;
 use crate::stats::Stats;
 
 /// Address space each global heap reserves on first use: 16 GiB. Reserving costs no

@@ -4,7 +4,7 @@
 //!
 //! | guard | where | how it fires |
 //! |---|---|---|
-//! | guard page | the last page of every chunk ([`crate::chunk`]), so after every arena chunk, pool slab run and size-class chunk | `SIGSEGV` on the first byte past a chunk |
+//! | guard page | the last page of every chunk ([`crate::source::chunk`]), so after every arena chunk, pool slab run and size-class chunk | `SIGSEGV` on the first byte past a chunk |
 //! | poisoning | reset arena memory, freed pool, free-list and size-class blocks | freed memory reads as [`POISON_FREED`] bytes; the pool, the free list and the size classes check it when they hand the memory out again ("write after free detected") |
 //! | canaries | after every arena allocation, pool block and size-class block | checked on reset and drop (arena), free (pool, size classes) and realloc in place (size classes): "overwrite detected" |
 //! | double free | the pool's bit per block, the free list's tags (a freed block's header is poisoned when it coalesces downwards), the size classes' state word per slot | "double free of ... block" |

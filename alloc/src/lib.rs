@@ -10,8 +10,8 @@
 //! | [`sizeclass`] | general allocation, fast: 40 size classes, slabs from chunks | O(1) alloc/free; up to 20% internal waste |
 //! | [`freelist`] | general allocation, tight, and the placement experiment: boundary tags, first/next/best fit | O(1) free; alloc O(free blocks) |
 //! | [`global`] | running a whole program on `freelist` or `sizeclass` (`#[global_allocator]`) | one lock per call |
-//! | [`heap`] | where the general heaps get memory: chunks, a caller's buffer, a reservation | — |
-//! | [`chunk`] | where the others get memory: fixed-size chunks from reserved regions | a lock per chunk |
+//! | [`source`] | where every allocator gets memory: fixed-size chunks from regions reserved up front, a caller's buffer, one reservation | a lock per chunk |
+//! | [`heap`] | what the general heaps share: their error type and the [`Heap`] interface | — |
 //! | [`os`] | reserve / commit / decommit / protect pages | system calls |
 //! | [`guard`] | debug guards (the `guard` feature): guard pages, poison, canaries, double free | debug only |
 //! | [`stats`] | the counters every allocator reports | — |
@@ -39,23 +39,24 @@
 #![warn(missing_docs)]
 
 pub mod arena;
-pub mod chunk;
 pub mod freelist;
 pub mod global;
 pub mod guard;
 pub mod heap;
 pub mod os;
 pub mod pool;
-mod region;
 pub mod sizeclass;
+pub mod source;
 pub mod stats;
 pub mod valgrind;
 
 pub use arena::{Arena, ArenaError, Escaped, FixedArena};
-pub use chunk::{Chunk, ChunkConfig, ChunkError, ChunkSource, ChunkStats};
 pub use freelist::{FreeList, FreeOrder, FreeStats, HeapCorruption, Placement};
 pub use global::{GlobalFreeList, GlobalSizeClass};
-pub use heap::{BufferSource, Heap, HeapError, Reservation, Span, SpanSource};
+pub use heap::{Heap, HeapError};
 pub use pool::{Pool, PoolBox, PoolError, RawPool};
 pub use sizeclass::{ClassStats, SizeClass};
+pub use source::{
+    BufferSource, Chunk, ChunkConfig, ChunkError, ChunkSource, ChunkStats, Reservation, Span, SpanSource,
+};
 pub use stats::Stats;

@@ -39,8 +39,8 @@ use core::ops::{Deref, DerefMut};
 use core::ptr::NonNull;
 use std::sync::Arc;
 
-use crate::chunk::{Chunk, ChunkError, ChunkSource};
 use crate::guard;
+use crate::source::chunk::{Chunk, ChunkError, ChunkSource};
 use crate::stats::Stats;
 
 /// Why a pool could not be created or could not hand out a block.

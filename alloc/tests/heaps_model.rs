@@ -10,9 +10,9 @@
 
 use std::sync::Arc;
 
-use allockit::chunk::{ChunkConfig, ChunkSource};
 use allockit::freelist::{FreeList, FreeOrder, Placement};
 use allockit::sizeclass::SizeClass;
+use allockit::source::{ChunkConfig, ChunkSource};
 use allockit_model::heap::{HeapOp, drive};
 use proptest::prelude::*;
 

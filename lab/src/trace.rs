@@ -27,8 +27,9 @@ use std::ptr::NonNull;
 use std::time::Instant;
 
 use allockit::freelist::FreeList;
-use allockit::heap::{Heap, SpanSource};
+use allockit::heap::Heap;
 use allockit::sizeclass::SizeClass;
+use allockit::source::SpanSource;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};

@@ -30,11 +30,11 @@ use core::ptr::{self, NonNull};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use allockit::chunk::{ChunkConfig, ChunkSource};
 use allockit::freelist::{FreeList, FreeOrder, Placement};
 use allockit::heap::Heap;
 use allockit::os;
 use allockit::sizeclass::SizeClass;
+use allockit::source::{ChunkConfig, ChunkSource};
 
 /// SplitMix64: a tiny deterministic generator for the traces.
 pub struct Rng(u64);

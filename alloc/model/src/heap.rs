@@ -13,7 +13,8 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 
 use allocator_api2::alloc::Allocator;
-use allockit::heap::{Heap, SpanSource};
+use allockit::heap::Heap;
+use allockit::source::SpanSource;
 use allockit::{FreeList, FreeStats, SizeClass};
 use arbitrary::Arbitrary;
 
@@ -265,7 +266,8 @@ mod tests {
     use std::sync::Arc;
 
     use allocator_api2::alloc::AllocError;
-    use allockit::heap::{HeapError, Reservation};
+    use allockit::heap::HeapError;
+    use allockit::source::Reservation;
     use allockit::{FreeOrder, Placement, Stats};
 
     use super::*;

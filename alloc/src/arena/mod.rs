@@ -145,8 +145,8 @@ use std::sync::Arc;
 
 use allocator_api2::alloc::{AllocError, Allocator};
 
-use crate::chunk::{Chunk, ChunkError, ChunkSource};
 use crate::guard;
+use crate::source::chunk::{Chunk, ChunkError, ChunkSource};
 use crate::stats::Stats;
 use bump::{Bump, GUARD_EXTRA};
 

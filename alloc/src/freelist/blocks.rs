@@ -29,7 +29,7 @@
 use core::ptr;
 
 use crate::guard;
-use crate::heap::Span;
+use crate::source::Span;
 
 /// Bytes of a header or footer word.
 pub(super) const WORD: usize = size_of::<usize>();

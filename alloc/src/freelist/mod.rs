@@ -24,7 +24,7 @@
 //! so that coalescing stops at its ends: over a caller's buffer ([`FreeList::over_buffer`],
 //! one segment, no system calls), over the chunk source (the default: the heap grows by
 //! whole spans and gives a segment back when it becomes entirely free, keeping one), or
-//! over a [`crate::heap::Reservation`] (the global allocator: consecutive spans are joined
+//! over a [`crate::source::Reservation`] (the global allocator: consecutive spans are joined
 //! into one growing segment).
 //!
 //! **What it cannot do.** Searches are linear in the number of free blocks (best fit
@@ -84,9 +84,10 @@ use std::sync::Arc;
 
 use allocator_api2::alloc::AllocError;
 
-use crate::chunk::ChunkSource;
 use crate::guard;
-use crate::heap::{BufferSource, HeapError, SpanSource};
+use crate::heap::HeapError;
+use crate::source::chunk::ChunkSource;
+use crate::source::{BufferSource, SpanSource};
 use crate::stats::Stats;
 use blocks::{ALIGN, Blocks, SEGMENT_OVERHEAD, block_size_for};
 
@@ -299,7 +300,7 @@ impl<S: SpanSource> FreeList<S> {
             Err(_) if preferred > minimum => self.source.take_span(minimum).map_err(exhausted)?,
             Err(error) => return Err(exhausted(error)),
         };
-        let refused = |span: &crate::heap::Span| crate::chunk::ChunkError::Exhausted {
+        let refused = |span: &crate::source::Span| crate::source::chunk::ChunkError::Exhausted {
             requested: minimum,
             reserved: span.len(),
         };

@@ -3,8 +3,8 @@ use core::ptr::NonNull;
 use std::sync::Arc;
 
 use super::*;
-use crate::chunk::{ChunkConfig, ChunkSource};
-use crate::heap::Reservation;
+use crate::source::Reservation;
+use crate::source::chunk::{ChunkConfig, ChunkSource};
 
 /// A 16-aligned buffer for heaps in tests.
 fn buffer(bytes: usize) -> Vec<u128> {

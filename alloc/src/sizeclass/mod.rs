@@ -96,10 +96,11 @@ use std::sync::Arc;
 
 use allocator_api2::alloc::AllocError;
 
-use crate::chunk::{ChunkError, ChunkSource};
 use crate::freelist::{FreeList, Placement};
 use crate::guard;
-use crate::heap::{HeapError, SpanSource};
+use crate::heap::HeapError;
+use crate::source::SpanSource;
+use crate::source::chunk::{ChunkError, ChunkSource};
 use crate::stats::Stats;
 
 pub use classes::{
@@ -667,7 +668,7 @@ impl<S: SpanSource> Drop for SizeClass<S> {
                     ));
                 }
                 header = next;
-                self.slab_source.give_back(crate::heap::Span::new(NonNull::new_unchecked(span), span_len));
+                self.slab_source.give_back(crate::source::Span::new(NonNull::new_unchecked(span), span_len));
             }
         }
     }

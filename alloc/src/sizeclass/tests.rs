@@ -2,7 +2,7 @@ use core::alloc::Layout;
 use std::sync::Arc;
 
 use super::*;
-use crate::chunk::{ChunkConfig, ChunkSource};
+use crate::source::chunk::{ChunkConfig, ChunkSource};
 
 fn layout(size: usize) -> Layout {
     Layout::from_size_align(size, 8).unwrap()

@@ -35,7 +35,7 @@ use std::path::Path;
 use std::ptr::NonNull;
 
 use allockit::freelist::{FreeList, Placement};
-use allockit::heap::Reservation;
+use allockit::source::Reservation;
 use serde::{Deserialize, Serialize};
 
 use crate::LabError;

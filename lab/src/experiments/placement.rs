@@ -25,8 +25,8 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use allockit::chunk::{ChunkConfig, ChunkSource};
 use allockit::freelist::{FreeList, FreeOrder, Placement};
+use allockit::source::{ChunkConfig, ChunkSource};
 
 use crate::LabError;
 use crate::chart::{Chart, ChartKind, LinePanel, Series};

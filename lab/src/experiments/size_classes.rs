@@ -24,9 +24,9 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use allockit::chunk::ChunkSource;
 use allockit::freelist::{FreeList, Placement};
 use allockit::sizeclass::{CLASS_SIZES, SizeClass};
+use allockit::source::ChunkSource;
 
 use super::placement::{validate_trace, warm_chunk_source};
 use crate::LabError;

@@ -9,7 +9,7 @@
 //! | 1 | 1 | idle: committed, its pages may still be resident, ready for reuse |
 //! | 1 | 0 | decommitted (or never touched): costs no memory |
 //!
-//! The region does no locking; [`crate::chunk::ChunkSource`] owns regions behind its lock.
+//! The region does no locking; [`crate::source::chunk::ChunkSource`] owns regions behind its lock.
 //! Searches go a 64-bit word at a time, so finding a chunk or a run of chunks in a
 //! 4096-chunk region touches at most 64 words of each bitmap.
 

@@ -33,7 +33,7 @@ use core::ptr::NonNull;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::os::{self, OsError};
-use crate::region::{Region, RegionBitmaps};
+use crate::source::region::{Region, RegionBitmaps};
 
 /// Configuration of a [`ChunkSource`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
