@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use allockit::heap::Reservation;
+use allockit::source::Reservation;
 use allockit::{FreeList, FreeOrder, Placement};
 use allockit_model::heap::{HeapOp, drive};
 use allockit_model::private_source;

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use allockit::SizeClass;
-use allockit::heap::Reservation;
+use allockit::source::Reservation;
 use allockit_model::heap::{HeapOp, drive};
 use allockit_model::private_source;
 use arbitrary::Arbitrary;
