@@ -76,6 +76,7 @@ mod lock;
 mod options;
 mod page;
 mod purge;
+mod report;
 mod segment;
 mod stats;
 mod sys;
@@ -84,7 +85,8 @@ mod thread;
 use core::alloc::{GlobalAlloc, Layout};
 
 pub use c_api::*;
-pub use stats::{Stats, print_to_stderr, stats};
+pub use report::{print_to_stderr, stats};
+pub use stats::Stats;
 
 /// Whether this build checks every free (the `guard` feature).
 pub const GUARD: bool = guard::ENABLED;

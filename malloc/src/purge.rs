@@ -22,16 +22,13 @@
 //!
 //! **Debug support.** `ALLOCKIT_SHOW_STATS=1` reports the bytes purged.
 
-use core::sync::atomic::{AtomicI64, Ordering};
+use core::sync::atomic::Ordering;
 
 use crate::heap::Heap;
+use crate::options::PURGE_DELAY_MS;
 use crate::segment::Segment;
 use crate::stats::GLOBAL;
 use crate::sys;
-
-/// `ALLOCKIT_PURGE_DELAY_MS`: how long a free page stays resident (ms; 0 at once;
-/// negative: never).
-pub(crate) static PURGE_DELAY_MS: AtomicI64 = AtomicI64::new(10);
 
 /// Records that page slot `index` of `segment` became free; purges it now when the
 /// delay is 0, otherwise schedules it.

@@ -316,7 +316,7 @@ fn process_init() {
     }
     // SAFETY: the handlers are plain functions that only take and release our locks.
     unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
-    crate::stats::register_exit_report();
+    crate::report::register_exit_report();
     PROCESS_INIT.store(2, Ordering::Release);
     // The first thread's heap was taken before the key existed.
     if KEY_READY.load(Ordering::Acquire) {
