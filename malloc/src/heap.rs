@@ -1,7 +1,7 @@
 //! The per-thread heap: a queue of pages per size class, the segments it owns, and the
 //! malloc fast path.
 //!
-//! **What it is for.** Every thread allocates from its own heap ([`crate::thread`] keeps
+//! **What it is for.** Every thread allocates from its own heap (the thread layer keeps
 //! the pointer in a thread-local), so the common malloc is: thread-local heap → the first
 //! page of the class's queue → pop that page's free list. No lock and no atomic
 //! read-modify-write; a free of a block of one of the heap's own pages pushes it back just
@@ -34,7 +34,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::page;
 use crate::purge;
-use crate::segment::{self, Block, CLASSES, KIND_SMALL, MAX_PAGES, Page, SEGMENT_SIZE, Segment};
+use crate::segment::{self, Block, CLASSES, KIND_SMALL, MAX_PAGES, Page, SEGMENT_SIZE, Segment, SegmentList};
 use crate::stats::Counter;
 use crate::thread;
 
@@ -115,66 +115,6 @@ impl PageQueue {
             }
             (*page).next = ptr::null_mut();
             (*page).prev = ptr::null_mut();
-        }
-    }
-}
-
-/// A doubly linked list of segments, those with a free page slot before the full ones.
-#[repr(C)]
-#[derive(Debug)]
-pub(crate) struct SegmentList {
-    pub(crate) first: *mut Segment,
-    pub(crate) last: *mut Segment,
-}
-
-impl SegmentList {
-    const EMPTY: SegmentList = SegmentList { first: ptr::null_mut(), last: ptr::null_mut() };
-
-    /// # Safety
-    /// `segment` is owned by the caller and on no list.
-    pub(crate) unsafe fn push(&mut self, segment: *mut Segment, front: bool) {
-        // SAFETY: the caller owns the segment and those on this list.
-        unsafe {
-            if front {
-                (*segment).prev = ptr::null_mut();
-                (*segment).next = self.first;
-                if self.first.is_null() {
-                    self.last = segment;
-                } else {
-                    (*self.first).prev = segment;
-                }
-                self.first = segment;
-            } else {
-                (*segment).next = ptr::null_mut();
-                (*segment).prev = self.last;
-                if self.last.is_null() {
-                    self.first = segment;
-                } else {
-                    (*self.last).next = segment;
-                }
-                self.last = segment;
-            }
-        }
-    }
-
-    /// # Safety
-    /// `segment` is on this list.
-    pub(crate) unsafe fn remove(&mut self, segment: *mut Segment) {
-        // SAFETY: the caller guarantees the segment is on this list.
-        unsafe {
-            let (prev, next) = ((*segment).prev, (*segment).next);
-            if prev.is_null() {
-                self.first = next;
-            } else {
-                (*prev).next = next;
-            }
-            if next.is_null() {
-                self.last = prev;
-            } else {
-                (*next).prev = prev;
-            }
-            (*segment).next = ptr::null_mut();
-            (*segment).prev = ptr::null_mut();
         }
     }
 }
@@ -381,7 +321,7 @@ unsafe fn fresh_page(heap: *mut Heap, class: usize) -> *mut Page {
         let list = h.segments.get_unchecked_mut(usize::from(kind - KIND_SMALL));
         let mut segment = list.first;
         if segment.is_null() || (*segment).free_mask == 0 {
-            segment = Segment::create(kind, heap);
+            segment = Segment::create(kind, heap.cast());
             if segment.is_null() {
                 return ptr::null_mut();
             }
@@ -605,6 +545,25 @@ pub(crate) fn class_counts(heap: &Heap, class: usize) -> (u64, u64) {
     match (heap.stats.allocs.get(class), heap.stats.frees.get(class)) {
         (Some(a), Some(f)) => (a.get(), f.get()),
         _ => (0, 0),
+    }
+}
+
+/// Frees `block` of `page` from a thread that does not own the page (or with no heap):
+/// one compare-and-swap onto the page's `thread_free`, and a hint to `owner` when the page
+/// was on its full list.
+///
+/// # Safety
+/// `block` is a live block of `page`, freed by its holder; `owner` was read from the
+/// page's segment before this call.
+#[inline]
+pub(crate) unsafe fn free_remote(owner: *mut Heap, page: *mut Page, block: *mut u8) {
+    // SAFETY: the caller's guarantees are page::free_remote's.
+    if let Some(class) = unsafe { page::free_remote(page, block) }
+        && !owner.is_null()
+    {
+        // SAFETY: heaps are never unmapped (a dead one is recycled), so a stale owner only
+        // gets a spurious hint.
+        unsafe { (*owner).full_hints.fetch_or(1u64 << class, Ordering::Release) };
     }
 }
 

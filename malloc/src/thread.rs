@@ -271,7 +271,7 @@ pub(crate) unsafe fn adopt_one(heap: *mut Heap) -> bool {
         unsafe {
             list.first = (*segment).next;
             (*segment).next = ptr::null_mut();
-            (*segment).owner.store(heap, Ordering::Release);
+            (*segment).owner.store(heap.cast(), Ordering::Release);
         }
         ABANDONED_COUNT.fetch_sub(1, Ordering::Relaxed);
         segment
