@@ -1,4 +1,4 @@
-//! The allocator's entry points, shared by the C exports ([`crate::c_api`]) and the Rust
+//! The allocator's entry points, shared by the C exports (`c_api`) and the Rust
 //! face ([`crate::AllocKitMalloc`]): size to class, small/medium blocks from the thread's
 //! heap, large blocks from [`crate::large`], and free/realloc/usable-size dispatched on the
 //! header a pointer's address leads to.

@@ -32,11 +32,11 @@
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::abandoned;
 use crate::page;
 use crate::purge;
 use crate::segment::{self, Block, CLASSES, KIND_SMALL, MAX_PAGES, Page, SEGMENT_SIZE, Segment, SegmentList};
 use crate::stats::Counter;
-use crate::thread;
 
 /// How many fully empty segments a heap keeps (their pages are purged after the delay)
 /// before it unmaps further ones at once.
@@ -153,7 +153,7 @@ pub(crate) struct Heap {
     pub(crate) full_hints: AtomicU64,
     /// The heap belongs to a running thread (false while it waits in the pool).
     pub(crate) live: AtomicBool,
-    // -- under the heap pool's lock (crate::thread) --
+    // -- under the heap pool's lock (`pool`) --
     pub(crate) all_next: *mut Heap,
     pub(crate) pool_next: *mut Heap,
 }
@@ -277,9 +277,11 @@ unsafe fn find_page(heap: *mut Heap, class: usize) -> *mut Page {
                     continue;
                 }
             }
-            if !adopted && thread::abandoned_waiting() {
+            if !adopted && abandoned::waiting() {
                 adopted = true;
-                if thread::adopt_one(heap) {
+                let segment = abandoned::take(heap.cast());
+                if !segment.is_null() {
+                    adopt(heap, segment);
                     continue;
                 }
             }
@@ -345,7 +347,7 @@ unsafe fn fresh_page(heap: *mut Heap, class: usize) -> *mut Page {
         h.queues.get_unchecked_mut(class).push_front(page);
         h.sync_direct(class);
         h.stats.fresh_pages.bump();
-        purge::maybe_purge(heap);
+        purge::maybe_purge(&mut h.purge_due, &h.segments);
         page
     }
 }
@@ -427,7 +429,7 @@ pub(crate) unsafe fn page_release(heap: *mut Heap, page: *mut Page) {
             }
             h.empty_segments += 1;
         }
-        purge::page_freed(heap, segment, index);
+        purge::page_freed(&mut h.purge_due, &h.segments, segment, index);
     }
 }
 
@@ -462,7 +464,7 @@ pub(crate) unsafe fn abandon(heap: *mut Heap) {
                     Segment::release(segment);
                 } else {
                     (*segment).owner.store(ptr::null_mut(), Ordering::Release);
-                    thread::push_abandoned(segment);
+                    abandoned::push(segment);
                 }
                 segment = next;
             }
@@ -494,7 +496,7 @@ unsafe fn mark_slot_free(segment: *mut Segment, index: usize) {
 ///
 /// # Safety
 /// `heap` is the calling thread's heap; the segment was abandoned and is now owned by it.
-pub(crate) unsafe fn adopt(heap: *mut Heap, segment: *mut Segment) {
+unsafe fn adopt(heap: *mut Heap, segment: *mut Segment) {
     // SAFETY: the segment now belongs to the calling thread's heap.
     unsafe {
         let h = &mut *heap;
@@ -534,13 +536,13 @@ pub(crate) unsafe fn adopt(heap: *mut Heap, segment: *mut Segment) {
         h.segments.get_unchecked_mut(kind).push(segment, (*segment).free_mask != 0);
         for index in 0..MAX_PAGES {
             if emptied & (1u64 << index) != 0 {
-                purge::page_freed(heap, segment, index);
+                purge::page_freed(&mut h.purge_due, &h.segments, segment, index);
             }
         }
     }
 }
 
-/// Statistics of a heap's class counters, summed by [`crate::stats`].
+/// Statistics of a heap's class counters, summed by the report.
 pub(crate) fn class_counts(heap: &Heap, class: usize) -> (u64, u64) {
     match (heap.stats.allocs.get(class), heap.stats.frees.get(class)) {
         (Some(a), Some(f)) => (a.get(), f.get()),

@@ -67,6 +67,7 @@
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 
+mod abandoned;
 mod api;
 mod c_api;
 mod guard;
@@ -75,6 +76,7 @@ mod large;
 mod lock;
 mod options;
 mod page;
+mod pool;
 mod purge;
 mod report;
 mod segment;

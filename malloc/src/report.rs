@@ -24,7 +24,7 @@ use crate::sys::StackText;
 /// The allocator's figures now (see [`Stats`]).
 pub fn stats() -> Stats {
     let mut stats = GLOBAL.snapshot();
-    crate::thread::for_each_heap(|heap| {
+    crate::pool::for_each_heap(|heap| {
         for class in 0..CLASSES {
             let (allocs, frees) = crate::heap::class_counts(heap, class);
             stats.allocations += allocs;
@@ -91,7 +91,7 @@ pub fn print_to_stderr() {
     out.flush_to_stderr();
     for class in 0..CLASSES {
         let (mut allocs, mut frees) = (0u64, 0u64);
-        crate::thread::for_each_heap(|heap| {
+        crate::pool::for_each_heap(|heap| {
             let (a, f) = crate::heap::class_counts(heap, class);
             allocs += a;
             frees += f;
