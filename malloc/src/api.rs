@@ -1,4 +1,4 @@
-//! The allocator's entry points, shared by the C exports ([`crate::c_api`]) and the Rust
+//! The allocator's entry points, shared by the C exports (`c_api`) and the Rust
 //! face ([`crate::AllocKitMalloc`]): size to class, small/medium blocks from the thread's
 //! heap, large blocks from [`crate::large`], and free/realloc/usable-size dispatched on the
 //! header a pointer's address leads to.
@@ -12,7 +12,6 @@
 
 use crate::heap;
 use crate::large;
-use crate::page;
 use crate::segment::{KIND_LARGE, MEDIUM_MAX, Segment, header_of};
 use crate::sys::set_errno;
 use crate::thread;
@@ -135,7 +134,7 @@ pub(crate) unsafe fn free(block: *mut u8) {
         return;
     }
     let header = header_of(block);
-    crate::guard::check_free(block, header);
+    guard_check(block, header, true);
     // SAFETY: a live block's header is mapped; its first byte is its kind.
     unsafe {
         if *header == KIND_LARGE {
@@ -145,12 +144,12 @@ pub(crate) unsafe fn free(block: *mut u8) {
         let segment = header.cast::<Segment>();
         let page = Segment::page_of(segment, block);
         let heap = thread::current();
-        let owner = Segment::owner(segment);
+        let owner = Segment::owner(segment).cast::<heap::Heap>();
         if owner == heap && !heap.is_null() {
             heap::free_local(heap, page, block);
         } else {
             heap::count_remote_free(heap, usize::from((*page).class));
-            page::free_remote(page, block, owner);
+            heap::free_remote(owner, page, block);
         }
     }
 }
@@ -164,7 +163,7 @@ pub(crate) unsafe fn usable_size(block: *mut u8) -> usize {
         return 0;
     }
     let header = header_of(block);
-    crate::guard::check_live(block, header);
+    guard_check(block, header, false);
     // SAFETY: a live block's header is mapped.
     unsafe {
         if *header == KIND_LARGE {
@@ -182,7 +181,7 @@ pub(crate) unsafe fn usable_size(block: *mut u8) -> usize {
 /// `block` is a live block from this allocator, aligned to `align`.
 pub(crate) unsafe fn realloc(block: *mut u8, size: usize, align: usize) -> *mut u8 {
     let header = header_of(block);
-    crate::guard::check_live(block, header);
+    guard_check(block, header, false);
     // SAFETY: a live block's header is mapped.
     let old = unsafe {
         if *header == KIND_LARGE {
@@ -208,6 +207,45 @@ pub(crate) unsafe fn realloc(block: *mut u8, size: usize, align: usize) -> *mut 
     }
     fresh
 }
+
+/// The `guard` feature's checks of a pointer given to free (`mark`: mark it freed),
+/// realloc or `malloc_usable_size`: its header is registered, it starts a live block.
+#[cfg(feature = "guard")]
+fn guard_check(block: *mut u8, header: *mut u8, mark: bool) {
+    use crate::segment::KIND_LARGE_FREED;
+    use crate::sys::fatal;
+
+    crate::guard::require_registered(block, header);
+    // SAFETY: the header is registered, so it is a live header of ours.
+    unsafe {
+        if *header == KIND_LARGE_FREED {
+            fatal("free(): double free", block.addr());
+        }
+        if *header == KIND_LARGE {
+            let large = &*header.cast::<large::Large>();
+            if large.map_base.wrapping_add(large.offset) != block {
+                fatal("free(): pointer is not the start of a large block", block.addr());
+            }
+            return;
+        }
+        let segment = header.cast::<Segment>();
+        let page = Segment::page_of(segment, block);
+        if !(*page).in_use || block < (*page).start {
+            fatal("free(): pointer is not in a page in use", block.addr());
+        }
+        let offset = block.addr() - (*page).start.addr();
+        if !offset.is_multiple_of((*page).block_size)
+            || offset / (*page).block_size >= (*page).capacity as usize
+        {
+            fatal("free(): pointer is not the start of a block", block.addr());
+        }
+        crate::guard::check_marker(block, mark);
+    }
+}
+
+#[cfg(not(feature = "guard"))]
+#[inline(always)]
+fn guard_check(_block: *mut u8, _header: *mut u8, _mark: bool) {}
 
 #[cfg(test)]
 mod tests {

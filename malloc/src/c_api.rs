@@ -180,11 +180,11 @@ exports! {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn allockit_malloc_stats(out: *mut crate::Stats) {
     // SAFETY: the caller passes a valid out pointer.
-    unsafe { out.write(crate::stats()) };
+    unsafe { out.write(crate::report::stats()) };
 }
 
 /// Prints the `ALLOCKIT_SHOW_STATS` report to stderr now.
 #[unsafe(no_mangle)]
 pub extern "C" fn allockit_malloc_print_stats() {
-    crate::stats::print_to_stderr();
+    crate::report::print_to_stderr();
 }

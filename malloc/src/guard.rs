@@ -4,6 +4,8 @@
 //! **How.** Every segment and large-block header is entered in a registry (an open-addressing
 //! hash set of header addresses in memory mapped for it, behind a lock), so `free` checks a
 //! pointer's header before it reads it, then that the pointer starts a block of a page in use.
+//! This module is the registry and the marker, below the segment and large layers (which
+//! register their headers); the checks that read a header are the entry points' (`api`).
 //! A freed block carries a marker in its second word (its address XOR a constant), which a
 //! second free finds; handing the block out again clears it. Blocks are at least 16 bytes in
 //! this build, so every block has a second word. Without the feature every function here is
@@ -24,7 +26,6 @@ mod enabled {
     use core::ptr;
 
     use crate::lock::SpinLock;
-    use crate::segment::{KIND_LARGE, KIND_LARGE_FREED, Segment};
     use crate::sys::fatal;
 
     /// Registry slots (a power of two): 1M headers, 8 MiB of address space, touched lazily.
@@ -104,44 +105,21 @@ mod enabled {
         }
     }
 
-    /// Checks that `block` is a live block of ours before `free` trusts its header, and marks
-    /// it freed.
-    pub(crate) fn check_free(block: *mut u8, header: *mut u8) {
-        check(block, header, true);
-    }
-
-    /// Checks that `block` is a live block of ours (realloc, malloc_usable_size).
-    pub(crate) fn check_live(block: *mut u8, header: *mut u8) {
-        check(block, header, false);
-    }
-
-    fn check(block: *mut u8, header: *mut u8, mark: bool) {
+    /// Stops the program unless `header` is a registered segment or large-block header (so
+    /// that `block`'s header may be read at all).
+    pub(crate) fn require_registered(block: *mut u8, header: *mut u8) {
         if REGISTRY.lock().find(header.addr()).is_none() {
             fatal("free(): pointer was not allocated by allockit-malloc", block.addr());
         }
-        // SAFETY: the header is registered, so it is a live header of ours.
+    }
+
+    /// Stops the program if `block` carries the freed marker; marks it freed if `mark`.
+    ///
+    /// # Safety
+    /// `block` is the start of a block of a page in use, at least two words long.
+    pub(crate) unsafe fn check_marker(block: *mut u8, mark: bool) {
+        // SAFETY: the caller guarantees the block's second word is ours to read and write.
         unsafe {
-            if *header == KIND_LARGE_FREED {
-                fatal("free(): double free", block.addr());
-            }
-            if *header == KIND_LARGE {
-                let large = &*header.cast::<crate::large::Large>();
-                if large.map_base.wrapping_add(large.offset) != block {
-                    fatal("free(): pointer is not the start of a large block", block.addr());
-                }
-                return;
-            }
-            let segment = header.cast::<Segment>();
-            let page = Segment::page_of(segment, block);
-            if !(*page).in_use || block < (*page).start {
-                fatal("free(): pointer is not in a page in use", block.addr());
-            }
-            let offset = block.addr() - (*page).start.addr();
-            if !offset.is_multiple_of((*page).block_size)
-                || offset / (*page).block_size >= (*page).capacity as usize
-            {
-                fatal("free(): pointer is not the start of a block", block.addr());
-            }
             let marker = block.cast::<usize>().add(1);
             if marker.read() == MARKER ^ block.addr() {
                 fatal("free(): double free", block.addr());
@@ -170,7 +148,7 @@ mod enabled {
 }
 
 #[cfg(feature = "guard")]
-pub(crate) use enabled::{check_free, check_live, fork_lock, on_alloc, register, unregister};
+pub(crate) use enabled::{check_marker, fork_lock, on_alloc, register, require_registered, unregister};
 
 /// Whether this build checks frees (the `guard` feature).
 pub const ENABLED: bool = cfg!(feature = "guard");
@@ -182,14 +160,10 @@ mod disabled {
     #[inline(always)]
     pub(crate) fn unregister(_header: *mut u8) {}
     #[inline(always)]
-    pub(crate) fn check_free(_block: *mut u8, _header: *mut u8) {}
-    #[inline(always)]
-    pub(crate) fn check_live(_block: *mut u8, _header: *mut u8) {}
-    #[inline(always)]
     pub(crate) fn on_alloc(_block: *mut u8, _block_size: usize) {}
     #[inline(always)]
     pub(crate) fn fork_lock(_take: bool) {}
 }
 
 #[cfg(not(feature = "guard"))]
-pub(crate) use disabled::{check_free, check_live, fork_lock, on_alloc, register, unregister};
+pub(crate) use disabled::{fork_lock, on_alloc, register, unregister};

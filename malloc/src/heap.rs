@@ -1,7 +1,7 @@
 //! The per-thread heap: a queue of pages per size class, the segments it owns, and the
 //! malloc fast path.
 //!
-//! **What it is for.** Every thread allocates from its own heap ([`crate::thread`] keeps
+//! **What it is for.** Every thread allocates from its own heap (the thread layer keeps
 //! the pointer in a thread-local), so the common malloc is: thread-local heap → the first
 //! page of the class's queue → pop that page's free list. No lock and no atomic
 //! read-modify-write; a free of a block of one of the heap's own pages pushes it back just
@@ -32,11 +32,11 @@
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::abandoned;
 use crate::page;
 use crate::purge;
-use crate::segment::{self, Block, CLASSES, KIND_SMALL, MAX_PAGES, Page, SEGMENT_SIZE, Segment};
+use crate::segment::{self, Block, CLASSES, KIND_SMALL, MAX_PAGES, Page, SEGMENT_SIZE, Segment, SegmentList};
 use crate::stats::Counter;
-use crate::thread;
 
 /// How many fully empty segments a heap keeps (their pages are purged after the delay)
 /// before it unmaps further ones at once.
@@ -119,66 +119,6 @@ impl PageQueue {
     }
 }
 
-/// A doubly linked list of segments, those with a free page slot before the full ones.
-#[repr(C)]
-#[derive(Debug)]
-pub(crate) struct SegmentList {
-    pub(crate) first: *mut Segment,
-    pub(crate) last: *mut Segment,
-}
-
-impl SegmentList {
-    const EMPTY: SegmentList = SegmentList { first: ptr::null_mut(), last: ptr::null_mut() };
-
-    /// # Safety
-    /// `segment` is owned by the caller and on no list.
-    pub(crate) unsafe fn push(&mut self, segment: *mut Segment, front: bool) {
-        // SAFETY: the caller owns the segment and those on this list.
-        unsafe {
-            if front {
-                (*segment).prev = ptr::null_mut();
-                (*segment).next = self.first;
-                if self.first.is_null() {
-                    self.last = segment;
-                } else {
-                    (*self.first).prev = segment;
-                }
-                self.first = segment;
-            } else {
-                (*segment).next = ptr::null_mut();
-                (*segment).prev = self.last;
-                if self.last.is_null() {
-                    self.first = segment;
-                } else {
-                    (*self.last).next = segment;
-                }
-                self.last = segment;
-            }
-        }
-    }
-
-    /// # Safety
-    /// `segment` is on this list.
-    pub(crate) unsafe fn remove(&mut self, segment: *mut Segment) {
-        // SAFETY: the caller guarantees the segment is on this list.
-        unsafe {
-            let (prev, next) = ((*segment).prev, (*segment).next);
-            if prev.is_null() {
-                self.first = next;
-            } else {
-                (*prev).next = next;
-            }
-            if next.is_null() {
-                self.last = prev;
-            } else {
-                (*next).prev = prev;
-            }
-            (*segment).next = ptr::null_mut();
-            (*segment).prev = ptr::null_mut();
-        }
-    }
-}
-
 /// Per-heap counters, written only by the heap's thread (a load and a store, no
 /// read-modify-write) and read by the statistics at exit.
 #[repr(C)]
@@ -213,7 +153,7 @@ pub(crate) struct Heap {
     pub(crate) full_hints: AtomicU64,
     /// The heap belongs to a running thread (false while it waits in the pool).
     pub(crate) live: AtomicBool,
-    // -- under the heap pool's lock (crate::thread) --
+    // -- under the heap pool's lock (`pool`) --
     pub(crate) all_next: *mut Heap,
     pub(crate) pool_next: *mut Heap,
 }
@@ -337,9 +277,11 @@ unsafe fn find_page(heap: *mut Heap, class: usize) -> *mut Page {
                     continue;
                 }
             }
-            if !adopted && thread::abandoned_waiting() {
+            if !adopted && abandoned::waiting() {
                 adopted = true;
-                if thread::adopt_one(heap) {
+                let segment = abandoned::take(heap.cast());
+                if !segment.is_null() {
+                    adopt(heap, segment);
                     continue;
                 }
             }
@@ -381,7 +323,7 @@ unsafe fn fresh_page(heap: *mut Heap, class: usize) -> *mut Page {
         let list = h.segments.get_unchecked_mut(usize::from(kind - KIND_SMALL));
         let mut segment = list.first;
         if segment.is_null() || (*segment).free_mask == 0 {
-            segment = Segment::create(kind, heap);
+            segment = Segment::create(kind, heap.cast());
             if segment.is_null() {
                 return ptr::null_mut();
             }
@@ -405,7 +347,7 @@ unsafe fn fresh_page(heap: *mut Heap, class: usize) -> *mut Page {
         h.queues.get_unchecked_mut(class).push_front(page);
         h.sync_direct(class);
         h.stats.fresh_pages.bump();
-        purge::maybe_purge(heap);
+        purge::maybe_purge(&mut h.purge_due, &h.segments);
         page
     }
 }
@@ -487,7 +429,7 @@ pub(crate) unsafe fn page_release(heap: *mut Heap, page: *mut Page) {
             }
             h.empty_segments += 1;
         }
-        purge::page_freed(heap, segment, index);
+        purge::page_freed(&mut h.purge_due, &h.segments, segment, index);
     }
 }
 
@@ -522,7 +464,7 @@ pub(crate) unsafe fn abandon(heap: *mut Heap) {
                     Segment::release(segment);
                 } else {
                     (*segment).owner.store(ptr::null_mut(), Ordering::Release);
-                    thread::push_abandoned(segment);
+                    abandoned::push(segment);
                 }
                 segment = next;
             }
@@ -554,7 +496,7 @@ unsafe fn mark_slot_free(segment: *mut Segment, index: usize) {
 ///
 /// # Safety
 /// `heap` is the calling thread's heap; the segment was abandoned and is now owned by it.
-pub(crate) unsafe fn adopt(heap: *mut Heap, segment: *mut Segment) {
+unsafe fn adopt(heap: *mut Heap, segment: *mut Segment) {
     // SAFETY: the segment now belongs to the calling thread's heap.
     unsafe {
         let h = &mut *heap;
@@ -594,17 +536,36 @@ pub(crate) unsafe fn adopt(heap: *mut Heap, segment: *mut Segment) {
         h.segments.get_unchecked_mut(kind).push(segment, (*segment).free_mask != 0);
         for index in 0..MAX_PAGES {
             if emptied & (1u64 << index) != 0 {
-                purge::page_freed(heap, segment, index);
+                purge::page_freed(&mut h.purge_due, &h.segments, segment, index);
             }
         }
     }
 }
 
-/// Statistics of a heap's class counters, summed by [`crate::stats`].
+/// Statistics of a heap's class counters, summed by the report.
 pub(crate) fn class_counts(heap: &Heap, class: usize) -> (u64, u64) {
     match (heap.stats.allocs.get(class), heap.stats.frees.get(class)) {
         (Some(a), Some(f)) => (a.get(), f.get()),
         _ => (0, 0),
+    }
+}
+
+/// Frees `block` of `page` from a thread that does not own the page (or with no heap):
+/// one compare-and-swap onto the page's `thread_free`, and a hint to `owner` when the page
+/// was on its full list.
+///
+/// # Safety
+/// `block` is a live block of `page`, freed by its holder; `owner` was read from the
+/// page's segment before this call.
+#[inline]
+pub(crate) unsafe fn free_remote(owner: *mut Heap, page: *mut Page, block: *mut u8) {
+    // SAFETY: the caller's guarantees are page::free_remote's.
+    if let Some(class) = unsafe { page::free_remote(page, block) }
+        && !owner.is_null()
+    {
+        // SAFETY: heaps are never unmapped (a dead one is recycled), so a stale owner only
+        // gets a spurious hint.
+        unsafe { (*owner).full_hints.fetch_or(1u64 << class, Ordering::Release) };
     }
 }
 

@@ -30,20 +30,13 @@
 //! **Debug support.** With `guard`, large headers are entered in the registry like segments.
 
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::Ordering;
 
 use crate::lock::SpinLock;
-use crate::purge::PURGE_DELAY_MS;
+use crate::options::{CACHE_BYTES, PURGE_DELAY_MS};
 use crate::segment::{KIND_LARGE, KIND_LARGE_FREED, SEGMENT_SIZE};
 use crate::stats::GLOBAL;
 use crate::sys;
-
-/// `ALLOCKIT_LARGE_CACHE_MB` in bytes: resident bytes of cached large mappings.
-/// 256 MiB by default: a workload that keeps replacing blocks of a few MiB (a window of
-/// buffers per thread) finds its freed mappings still resident instead of faulting fresh
-/// zeroed pages in for every block (with 64 MiB and 16 slots allockit-malloc took 9 × the
-/// page faults of mimalloc on `scripts/bench-malloc`'s `large`).
-pub(crate) static CACHE_BYTES: AtomicUsize = AtomicUsize::new(256 << 20);
 
 /// Cached mappings at most.
 const CACHE_SLOTS: usize = 64;

@@ -25,15 +25,28 @@
 //!
 //! | module | what it owns |
 //! |---|---|
-//! | `heap` | the per-thread heap, page queues per class, the fast path |
-//! | `page` | a page's free list, remote frees (one CAS) and their collection |
-//! | `segment` | 4 MiB aligned segments, pointer → page by address arithmetic |
-//! | `large` | blocks above 128 KiB on their own mappings, a cache of freed ones |
+//! | `c_api` | the C exports |
+//! | `api` | the entry points behind the C exports and [`AllocKitMalloc`]; the `guard` checks of a pointer's header |
+//! | `thread` | the thread-local heap, thread exit, process start, fork |
+//! | `report` | the [`stats`] snapshot summed over heaps and the `ALLOCKIT_SHOW_STATS` report |
+//! | `pool` | heap memory, every heap ever made, dead heaps waiting for reuse |
+//! | `heap` | the per-thread heap, page queues per class, the fast path, abandon and adopt |
 //! | `purge` | decommitting empty pages after `ALLOCKIT_PURGE_DELAY_MS` |
-//! | `thread` | the thread-local heap, thread exit (abandon/adopt), process start, fork |
-//! | `stats` | counters and the `ALLOCKIT_SHOW_STATS` report |
-//! | `c_api` / `api` | the C exports and the entry points behind them |
-//! | `guard` | the `guard` feature's checks of every free |
+//! | `page` | a page's free list, remote frees (one CAS) and their collection |
+//! | `large` | blocks above 128 KiB on their own mappings, a cache of freed ones |
+//! | `abandoned` | segments of exited threads waiting for an adopter |
+//! | `segment` | 4 MiB aligned segments, pages, blocks: the layout; pointer → page by address arithmetic |
+//! | `guard` | the `guard` feature's registry of headers and freed-block marker |
+//! | `stats` | counters (per heap and global) and the [`Stats`] type |
+//! | `options` | the option statics, read from the environment once |
+//! | `lock` / `sys` | a spin lock; `errno`, time, stderr, environment without allocating |
+//!
+//! **Layers.** Each module imports only modules listed below it in the table, never one
+//! above: `c_api` → `api` → `thread` → `report` → `pool` → `heap` → `purge` → `page`,
+//! `large` → `abandoned`, `segment` → `guard`, `stats`, `options` → `lock`, `sys`. So no two
+//! modules import each other: a segment stores its owning heap as an opaque pointer, a page
+//! reports a remote free's hint instead of writing to the heap, purging is handed the
+//! heap's fields it needs, and the header checks live in `api`, above the layouts they read.
 //!
 //! ## Options (environment variables, read once at the first allocation)
 //!
@@ -67,6 +80,7 @@
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 
+mod abandoned;
 mod api;
 mod c_api;
 mod guard;
@@ -75,7 +89,9 @@ mod large;
 mod lock;
 mod options;
 mod page;
+mod pool;
 mod purge;
+mod report;
 mod segment;
 mod stats;
 mod sys;
@@ -84,7 +100,8 @@ mod thread;
 use core::alloc::{GlobalAlloc, Layout};
 
 pub use c_api::*;
-pub use stats::{Stats, print_to_stderr, stats};
+pub use report::{print_to_stderr, stats};
+pub use stats::Stats;
 
 /// Whether this build checks every free (the `guard` feature).
 pub const GUARD: bool = guard::ENABLED;

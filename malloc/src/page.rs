@@ -8,25 +8,24 @@
 //!
 //! **Remote frees and full pages.** A page with no free block leaves its heap's queue for
 //! the heap's full list and gets [`FULL_FLAG`] in `thread_free`. The first remote free
-//! onto such a page sets the page's class bit in its heap's `full_hints`, so the owner
+//! onto such a page reports it ([`free_remote`] returns the page's class), and the heap
+//! layer sets that class's bit in the owner's `full_hints`, so the owner
 //! looks at that class's full list again; without the hint it rescans the list now and then.
 //! (mimalloc makes the same move with a per-heap delayed-free list; tcmalloc instead sends
 //! remote frees through a central free list per class, jemalloc through the arena bin's
 //! lock.)
 //!
-//! **What it cannot do.** Return blocks to the OS: whole empty pages do that (see
-//! [`crate::purge`]).
+//! **What it cannot do.** Return blocks to the OS: whole empty pages do that (purging).
 //!
 //! **Complexity.** Pop and local push O(1), no atomics. Remote push: one CAS (retried under
 //! contention). Collection: O(blocks collected) to find the list's tail.
 //!
 //! **Debug support.** With `guard`, a freed block carries a marker in its second word,
-//! which a second free of the block finds ([`crate::guard`]).
+//! which a second free of the block finds (the `guard` module).
 
 use core::ptr;
 use core::sync::atomic::Ordering;
 
-use crate::heap::Heap;
 use crate::segment::{Block, FULL_FLAG, Page};
 
 /// `thread_free`'s top 16 bits count the blocks on the list (a page holds at most
@@ -132,13 +131,15 @@ pub(crate) unsafe fn collect(page: *mut Page) -> u32 {
     count
 }
 
-/// Pushes `block` onto `page.thread_free` from a thread that does not own the page, and
-/// hints the owner when the page was on its full list.
+/// Pushes `block` onto `page.thread_free` from a thread that does not own the page. Returns
+/// the page's class when the page was on its owner's full list and this was the first
+/// remote free since, so the caller hints the owner; `None` otherwise.
 ///
 /// # Safety
-/// `block` is a live block of `page`, freed by its holder; `owner` was read from the
-/// segment before this call (after the push the page may be reused or unmapped at once).
-pub(crate) unsafe fn free_remote(page: *mut Page, block: *mut u8, owner: *mut Heap) {
+/// `block` is a live block of `page`, freed by its holder. After the push the page may be
+/// reused or unmapped at once: the caller reads nothing of it afterwards (the owner it
+/// hints was read from the segment before this call).
+pub(crate) unsafe fn free_remote(page: *mut Page, block: *mut u8) -> Option<usize> {
     let block = block.cast::<Block>();
     // SAFETY: the page stays alive while `block` is unfreed, i.e. until the CAS succeeds.
     let (thread_free, class) = unsafe { (&(*page).thread_free, (*page).class) };
@@ -152,11 +153,7 @@ pub(crate) unsafe fn free_remote(page: *mut Page, block: *mut u8, owner: *mut He
             Err(current) => old = current,
         }
     }
-    if old == FULL_FLAG && !owner.is_null() {
-        // SAFETY: heaps are never unmapped (a dead one is recycled), so a stale owner only
-        // gets a spurious hint.
-        unsafe { (*owner).full_hints.fetch_or(1u64 << class, Ordering::Release) };
-    }
+    (old == FULL_FLAG).then_some(usize::from(class))
 }
 
 /// Marks a page that has no free block as full: succeeds only if no remote free is

@@ -22,23 +22,25 @@
 //!
 //! **Debug support.** `ALLOCKIT_SHOW_STATS=1` reports the bytes purged.
 
-use core::sync::atomic::{AtomicI64, Ordering};
+use core::sync::atomic::Ordering;
 
-use crate::heap::Heap;
-use crate::segment::Segment;
+use crate::options::PURGE_DELAY_MS;
+use crate::segment::{Segment, SegmentList};
 use crate::stats::GLOBAL;
 use crate::sys;
 
-/// `ALLOCKIT_PURGE_DELAY_MS`: how long a free page stays resident (ms; 0 at once;
-/// negative: never).
-pub(crate) static PURGE_DELAY_MS: AtomicI64 = AtomicI64::new(10);
-
 /// Records that page slot `index` of `segment` became free; purges it now when the
-/// delay is 0, otherwise schedules it.
+/// delay is 0, otherwise schedules it. `purge_due` and `segments` are the owning heap's
+/// (when its next page is due, ms or 0; its segment lists).
 ///
 /// # Safety
-/// The calling thread's heap owns the segment.
-pub(crate) unsafe fn page_freed(heap: *mut Heap, segment: *mut Segment, index: usize) {
+/// The calling thread's heap owns the segment and every segment on `segments`.
+pub(crate) unsafe fn page_freed(
+    purge_due: &mut u64,
+    segments: &[SegmentList],
+    segment: *mut Segment,
+    index: usize,
+) {
     let delay = PURGE_DELAY_MS.load(Ordering::Relaxed);
     // SAFETY: the heap owns the segment and the page slot.
     unsafe {
@@ -53,21 +55,20 @@ pub(crate) unsafe fn page_freed(heap: *mut Heap, segment: *mut Segment, index: u
         let now = sys::now_ms();
         (*Segment::page(segment, index)).freed_at = now;
         let due = now + delay as u64;
-        let h = &mut *heap;
-        if h.purge_due == 0 || due < h.purge_due {
-            h.purge_due = due;
+        if *purge_due == 0 || due < *purge_due {
+            *purge_due = due;
         }
-        maybe_purge(heap);
+        maybe_purge(purge_due, segments);
     }
 }
 
-/// Purges the heap's free pages whose delay has passed, if any is due.
+/// Purges the heap's free pages whose delay has passed, if any is due (`purge_due` and
+/// `segments` as in [`page_freed`]).
 ///
 /// # Safety
-/// `heap` is the calling thread's heap.
-pub(crate) unsafe fn maybe_purge(heap: *mut Heap) {
-    // SAFETY: the caller's own heap.
-    let due = unsafe { (*heap).purge_due };
+/// The calling thread's heap owns every segment on `segments`.
+pub(crate) unsafe fn maybe_purge(purge_due: &mut u64, segments: &[SegmentList]) {
+    let due = *purge_due;
     if due == 0 {
         return;
     }
@@ -78,10 +79,9 @@ pub(crate) unsafe fn maybe_purge(heap: *mut Heap) {
     crate::large::expire_cache(now);
     let delay = PURGE_DELAY_MS.load(Ordering::Relaxed).max(0) as u64;
     let mut next_due = 0u64;
-    // SAFETY: the caller's own heap and segments.
+    // SAFETY: the caller's own segments.
     unsafe {
-        let h = &mut *heap;
-        for list in &h.segments {
+        for list in segments {
             let mut segment = list.first;
             while !segment.is_null() {
                 let mut dirty = (*segment).dirty_mask;
@@ -98,7 +98,7 @@ pub(crate) unsafe fn maybe_purge(heap: *mut Heap) {
                 segment = (*segment).next;
             }
         }
-        h.purge_due = next_due;
+        *purge_due = next_due;
     }
 }
 

@@ -9,13 +9,14 @@
 //! Two kinds: *small* segments hold 64 pages of 64 KiB (classes up to 8 KiB), *medium*
 //! segments 8 pages of 512 KiB (classes up to 128 KiB). Page 0 starts after the header
 //! (8 KiB), so no block of a page ever sits at a segment-aligned address: that is how
-//! [`crate::large`] tells its own blocks apart.
+//! the large-block layer tells its own blocks apart.
 //!
 //! **Ownership.** A segment belongs to one heap ([`Segment::owner`]); only the thread of
 //! that heap touches the owner-only fields of the segment and of its pages. Other threads
 //! touch only the atomics: they read `owner` and push to a page's `thread_free`. A heap
-//! whose thread exits sets `owner` to null and hands the segment to the abandoned list
-//! ([`crate::thread`]), from which another heap adopts it.
+//! whose thread exits sets `owner` to null and hands the segment to the abandoned list,
+//! from which another heap adopts it. This layer does not know the heap type: the owner is
+//! an opaque pointer, which the heap layer casts back.
 //!
 //! **What it cannot do.** Serve a block above 128 KiB or aligned above 4 KiB (the large
 //! path does); give back a page while one block of it is live.
@@ -29,7 +30,6 @@
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
-use crate::heap::Heap;
 use crate::stats::GLOBAL;
 
 /// log2 of the segment size.
@@ -58,7 +58,7 @@ pub(crate) const KIND_LARGE: u8 = 3;
 pub(crate) const KIND_LARGE_FREED: u8 = 4;
 
 /// The low bit of [`Page::thread_free`]: the page sits on its heap's full list, so the
-/// first remote free to it tells the heap (see [`crate::page`]).
+/// first remote free to it tells the heap (see the page operations).
 pub(crate) const FULL_FLAG: usize = 1;
 
 /// A free block: the link of a free list, written into the block itself.
@@ -99,7 +99,7 @@ pub(crate) struct Page {
     /// Links of the heap's queue or full list this page is on.
     pub(crate) next: *mut Page,
     pub(crate) prev: *mut Page,
-    /// When a free page became free (ms, [`crate::sys::now_ms`]), for the purge delay.
+    /// When a free page became free (ms, `sys::now_ms`), for the purge delay.
     pub(crate) freed_at: u64,
     /// Bytes of the page slot touched since it was last purged (a multiple of 4 KiB): what
     /// it may hold resident. Kept across reuse of the slot, for the footprint.
@@ -144,7 +144,8 @@ pub(crate) struct Segment {
     pub(crate) page_shift: u32,
     pub(crate) page_count: u32,
     // -- shared --
-    pub(crate) owner: AtomicPtr<Heap>,
+    /// The owning heap, opaque here (null while abandoned).
+    pub(crate) owner: AtomicPtr<()>,
     // -- owner only --
     /// Links of the owner's segment list, or of the abandoned list.
     pub(crate) next: *mut Segment,
@@ -215,7 +216,7 @@ impl Segment {
     }
 
     /// Maps a new segment of `kind` owned by `owner`, or null when the OS refuses.
-    pub(crate) fn create(kind: u8, owner: *mut Heap) -> *mut Segment {
+    pub(crate) fn create(kind: u8, owner: *mut ()) -> *mut Segment {
         let Ok(base) = allockit::os::reserve_aligned(SEGMENT_SIZE, SEGMENT_SIZE) else {
             return ptr::null_mut();
         };
@@ -267,9 +268,69 @@ impl Segment {
 
     /// The heap that owns the segment (null while abandoned).
     #[inline(always)]
-    pub(crate) fn owner(this: *mut Segment) -> *mut Heap {
+    pub(crate) fn owner(this: *mut Segment) -> *mut () {
         // SAFETY: callers pass live segments; `owner` is an atomic.
         unsafe { (*this).owner.load(Ordering::Relaxed) }
+    }
+}
+
+/// A doubly linked list of segments, those with a free page slot before the full ones.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct SegmentList {
+    pub(crate) first: *mut Segment,
+    pub(crate) last: *mut Segment,
+}
+
+impl SegmentList {
+    pub(crate) const EMPTY: SegmentList = SegmentList { first: ptr::null_mut(), last: ptr::null_mut() };
+
+    /// # Safety
+    /// `segment` is owned by the caller and on no list.
+    pub(crate) unsafe fn push(&mut self, segment: *mut Segment, front: bool) {
+        // SAFETY: the caller owns the segment and those on this list.
+        unsafe {
+            if front {
+                (*segment).prev = ptr::null_mut();
+                (*segment).next = self.first;
+                if self.first.is_null() {
+                    self.last = segment;
+                } else {
+                    (*self.first).prev = segment;
+                }
+                self.first = segment;
+            } else {
+                (*segment).next = ptr::null_mut();
+                (*segment).prev = self.last;
+                if self.last.is_null() {
+                    self.first = segment;
+                } else {
+                    (*self.last).next = segment;
+                }
+                self.last = segment;
+            }
+        }
+    }
+
+    /// # Safety
+    /// `segment` is on this list.
+    pub(crate) unsafe fn remove(&mut self, segment: *mut Segment) {
+        // SAFETY: the caller guarantees the segment is on this list.
+        unsafe {
+            let (prev, next) = ((*segment).prev, (*segment).next);
+            if prev.is_null() {
+                self.first = next;
+            } else {
+                (*prev).next = next;
+            }
+            if next.is_null() {
+                self.last = prev;
+            } else {
+                (*next).prev = prev;
+            }
+            (*segment).next = ptr::null_mut();
+            (*segment).prev = ptr::null_mut();
+        }
     }
 }
 

@@ -1,10 +1,11 @@
 //! Counters: per-heap ones its thread bumps without a read-modify-write, global ones the
-//! slow paths update atomically, the [`Stats`] snapshot, and the report
-//! `ALLOCKIT_SHOW_STATS=1` prints at exit.
+//! slow paths update atomically, and the [`Stats`] snapshot. The report that sums the heaps'
+//! counters (`allockit_malloc::stats()`, `ALLOCKIT_SHOW_STATS=1` at exit) is `report`'s: this
+//! module is a leaf that every layer may bump counters in.
 //!
 //! **What it is for.** Seeing what the allocator holds (segments, large mappings, purged
 //! bytes, abandoned and adopted segments) and what each size class served, as
-//! `MIMALLOC_SHOW_STATS` and jemalloc's `malloc_stats_print` do; tests read [`stats`] to
+//! `MIMALLOC_SHOW_STATS` and jemalloc's `malloc_stats_print` do; tests read the snapshot to
 //! check that memory is reused.
 //!
 //! **What it cannot do.** Give an exact instant picture: per-heap counters are read while
@@ -12,17 +13,11 @@
 //! at one moment, approximately. Frees from a thread that never allocated are not counted
 //! per class.
 //!
-//! **Complexity.** A counter bump is a load and a store on the owner's cache line; the
-//! report walks every heap once.
+//! **Complexity.** A counter bump is a load and a store on the owner's cache line.
 //!
-//! **Debug support.** It is the debug support: the report formats into a stack buffer
-//! with `core::fmt::Write` and goes out with `write(2)`.
+//! **Debug support.** It is the debug support (with the report).
 
-use core::fmt::Write;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-
-use crate::segment::{CLASSES, SEGMENT_SIZE};
-use crate::sys::StackText;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// A counter one thread writes and any thread may read.
 #[derive(Debug)]
@@ -40,9 +35,6 @@ impl Counter {
         self.0.load(Ordering::Relaxed)
     }
 }
-
-/// `ALLOCKIT_SHOW_STATS`.
-pub(crate) static SHOW_STATS: AtomicBool = AtomicBool::new(false);
 
 /// Process-wide counters, updated on slow paths.
 #[derive(Debug)]
@@ -136,6 +128,32 @@ impl Global {
     pub(crate) fn heapless_free(&self) {
         self.heapless_frees.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// The process-wide figures; the per-heap sums (`allocations`, `frees` and
+    /// `remote_frees`) hold only the frees of threads without a heap, for the caller to add
+    /// the heaps' counters to.
+    pub(crate) fn snapshot(&self) -> Stats {
+        let load = |counter: &AtomicUsize| counter.load(Ordering::Relaxed) as u64;
+        Stats {
+            footprint_bytes: load(&self.footprint),
+            footprint_peak_bytes: load(&self.footprint_peak),
+            segments: load(&self.segments),
+            segments_peak: load(&self.segments_peak),
+            segments_total: load(&self.segments_total),
+            large_mapped_bytes: load(&self.large_mapped),
+            large_mapped_peak_bytes: load(&self.large_mapped_peak),
+            large_live_bytes: load(&self.large_live),
+            large_reused: load(&self.large_reused),
+            purged_bytes: load(&self.purged),
+            heaps_live: load(&self.heaps_live),
+            heaps_started: load(&self.heaps_started),
+            segments_abandoned: load(&self.abandoned),
+            segments_adopted: load(&self.adopted),
+            allocations: 0,
+            frees: load(&self.heapless_frees),
+            remote_frees: load(&self.heapless_frees),
+        }
+    }
 }
 
 /// A snapshot of the allocator's process-wide figures (C layout: `allockit_malloc_stats`
@@ -181,114 +199,4 @@ pub struct Stats {
     pub frees: u64,
     /// Frees of a block owned by another thread's heap (or by none).
     pub remote_frees: u64,
-}
-
-/// The allocator's figures now (see [`Stats`]).
-pub fn stats() -> Stats {
-    let g = &GLOBAL;
-    let load = |counter: &AtomicUsize| counter.load(Ordering::Relaxed) as u64;
-    let mut stats = Stats {
-        footprint_bytes: load(&g.footprint),
-        footprint_peak_bytes: load(&g.footprint_peak),
-        segments: load(&g.segments),
-        segments_peak: load(&g.segments_peak),
-        segments_total: load(&g.segments_total),
-        large_mapped_bytes: load(&g.large_mapped),
-        large_mapped_peak_bytes: load(&g.large_mapped_peak),
-        large_live_bytes: load(&g.large_live),
-        large_reused: load(&g.large_reused),
-        purged_bytes: load(&g.purged),
-        heaps_live: load(&g.heaps_live),
-        heaps_started: load(&g.heaps_started),
-        segments_abandoned: load(&g.abandoned),
-        segments_adopted: load(&g.adopted),
-        frees: load(&g.heapless_frees),
-        remote_frees: load(&g.heapless_frees),
-        ..Stats::default()
-    };
-    crate::thread::for_each_heap(|heap| {
-        for class in 0..CLASSES {
-            let (allocs, frees) = crate::heap::class_counts(heap, class);
-            stats.allocations += allocs;
-            stats.frees += frees;
-        }
-        stats.remote_frees += heap.stats.remote_frees.get();
-    });
-    stats
-}
-
-/// Registers the exit report when `ALLOCKIT_SHOW_STATS` asks for it.
-pub(crate) fn register_exit_report() {
-    if SHOW_STATS.load(Ordering::Relaxed) {
-        // SAFETY: a plain function; glibc's first atexit block is static (no allocation).
-        unsafe { libc::atexit(print_report) };
-    }
-}
-
-extern "C" fn print_report() {
-    print_to_stderr();
-}
-
-/// Writes the report to stderr.
-pub fn print_to_stderr() {
-    let s = stats();
-    let mut out = StackText::<512>::new();
-    let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
-    let _ = writeln!(out, "allockit-malloc stats");
-    let _ = writeln!(
-        out,
-        "  segments: {} now, {} peak, {} mapped in all ({} MiB each)",
-        s.segments,
-        s.segments_peak,
-        s.segments_total,
-        SEGMENT_SIZE >> 20
-    );
-    let _ = writeln!(
-        out,
-        "  large: {:.1} MiB live, {:.1} MiB mapped, {:.1} MiB peak mapped, {} served from the cache",
-        mib(s.large_live_bytes),
-        mib(s.large_mapped_bytes),
-        mib(s.large_mapped_peak_bytes),
-        s.large_reused
-    );
-    let _ = writeln!(
-        out,
-        "  footprint: {:.1} MiB now, {:.1} MiB peak; purged: {:.1} MiB",
-        mib(s.footprint_bytes),
-        mib(s.footprint_peak_bytes),
-        mib(s.purged_bytes)
-    );
-    out.flush_to_stderr();
-    let _ = writeln!(
-        out,
-        "  threads: {} heaps started, {} live; segments {} abandoned, {} adopted",
-        s.heaps_started, s.heaps_live, s.segments_abandoned, s.segments_adopted
-    );
-    let _ = writeln!(
-        out,
-        "  small+medium: {} allocations, {} frees ({} remote)",
-        s.allocations, s.frees, s.remote_frees
-    );
-    let _ = writeln!(out, "  {:>8} {:>14} {:>14} {:>12}", "class", "allocations", "frees", "live");
-    out.flush_to_stderr();
-    for class in 0..CLASSES {
-        let (mut allocs, mut frees) = (0u64, 0u64);
-        crate::thread::for_each_heap(|heap| {
-            let (a, f) = crate::heap::class_counts(heap, class);
-            allocs += a;
-            frees += f;
-        });
-        if allocs == 0 && frees == 0 {
-            continue;
-        }
-        let _ = writeln!(
-            out,
-            "  {:>8} {:>14} {:>14} {:>12}",
-            allockit::sizeclass::class_size(class),
-            allocs,
-            frees,
-            allocs as i64 - frees as i64
-        );
-        out.flush_to_stderr();
-    }
 }

@@ -33,11 +33,10 @@
 
 use core::ffi::c_void;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use crate::heap::{self, Heap};
-use crate::lock::SpinLock;
-use crate::segment::Segment;
+use crate::pool;
 use crate::stats::GLOBAL;
 
 /// The calling thread's heap pointer: null until its first allocation and after its exit.
@@ -123,39 +122,6 @@ pub(crate) fn current() -> *mut Heap {
     slot::get()
 }
 
-/// Heap memory is carved from mappings of this size.
-const HEAP_AREA: usize = 256 * 1024;
-
-/// Every heap ever made (linked by `all_next`) and the dead ones waiting for reuse
-/// (linked by `pool_next`), and the rest of the current heap mapping.
-struct HeapPool {
-    all: *mut Heap,
-    dead: *mut Heap,
-    carve: *mut u8,
-    carve_end: *mut u8,
-}
-
-// SAFETY: the pool is only reached through its lock; the heaps it links are plain memory.
-unsafe impl Send for HeapPool {}
-
-static HEAPS: SpinLock<HeapPool> = SpinLock::new(HeapPool {
-    all: ptr::null_mut(),
-    dead: ptr::null_mut(),
-    carve: ptr::null_mut(),
-    carve_end: ptr::null_mut(),
-});
-
-/// Abandoned segments, linked through their `next` field.
-struct Abandoned {
-    first: *mut Segment,
-}
-
-// SAFETY: reached only through its lock.
-unsafe impl Send for Abandoned {}
-
-static ABANDONED: SpinLock<Abandoned> = SpinLock::new(Abandoned { first: ptr::null_mut() });
-static ABANDONED_COUNT: AtomicUsize = AtomicUsize::new(0);
-
 /// Process start-up state: 0 not started, 1 running, 2 done.
 static PROCESS_INIT: AtomicU8 = AtomicU8::new(0);
 static KEY_READY: AtomicBool = AtomicBool::new(false);
@@ -165,7 +131,7 @@ static mut KEY: libc::pthread_key_t = 0;
 #[cold]
 #[inline(never)]
 pub(crate) fn heap_init() -> *mut Heap {
-    let heap = take_heap();
+    let heap = pool::take();
     if heap.is_null() {
         return heap;
     }
@@ -187,38 +153,6 @@ pub(crate) fn heap() -> *mut Heap {
     if heap.is_null() { heap_init() } else { heap }
 }
 
-fn take_heap() -> *mut Heap {
-    let mut pool = HEAPS.lock();
-    let heap = if !pool.dead.is_null() {
-        let heap = pool.dead;
-        // SAFETY: heaps on the dead list are valid heap memory no thread uses.
-        pool.dead = unsafe { (*heap).pool_next };
-        heap
-    } else {
-        let size = core::mem::size_of::<Heap>();
-        if pool.carve.is_null() || pool.carve_end.addr() - pool.carve.addr() < size {
-            let Ok(area) = allockit::os::reserve(HEAP_AREA) else { return ptr::null_mut() };
-            // SAFETY: a fresh reservation of HEAP_AREA bytes.
-            if unsafe { allockit::os::commit(area, HEAP_AREA) }.is_err() {
-                return ptr::null_mut();
-            }
-            pool.carve = area.as_ptr();
-            pool.carve_end = area.as_ptr().wrapping_add(HEAP_AREA);
-        }
-        let heap = pool.carve.cast::<Heap>();
-        pool.carve = pool.carve.wrapping_add(size);
-        // SAFETY: fresh zeroed memory for one heap (mappings are page aligned and Heap's
-        // size is a multiple of its alignment); linked into the list of all heaps.
-        unsafe { (*heap).all_next = pool.all };
-        pool.all = heap;
-        GLOBAL.footprint(size as isize);
-        heap
-    };
-    // SAFETY: the heap memory is ours alone now.
-    unsafe { Heap::init(heap) };
-    heap
-}
-
 /// The pthread key destructor: the thread is exiting.
 extern "C" fn thread_exit(value: *mut c_void) {
     let heap = value.cast::<Heap>();
@@ -231,68 +165,8 @@ extern "C" fn thread_exit(value: *mut c_void) {
     // SAFETY: the heap was this thread's, and the thread-local no longer names it.
     unsafe { heap::abandon(heap) };
     GLOBAL.heap_ended();
-    let mut pool = HEAPS.lock();
-    // SAFETY: the heap is dead; the pool owns it now.
-    unsafe { (*heap).pool_next = pool.dead };
-    pool.dead = heap;
-}
-
-/// Puts a segment on the abandoned list.
-///
-/// # Safety
-/// The segment's owner was just set to null by its exiting owner, which links it nowhere.
-pub(crate) unsafe fn push_abandoned(segment: *mut Segment) {
-    let mut list = ABANDONED.lock();
-    // SAFETY: the segment is no heap's; the list's lock guards its links.
-    unsafe { (*segment).next = list.first };
-    list.first = segment;
-    ABANDONED_COUNT.fetch_add(1, Ordering::Relaxed);
-    GLOBAL.segment_abandoned();
-}
-
-/// Whether any abandoned segment waits for an adopter (a relaxed load, no lock).
-#[inline]
-pub(crate) fn abandoned_waiting() -> bool {
-    ABANDONED_COUNT.load(Ordering::Relaxed) > 0
-}
-
-/// Adopts one abandoned segment into `heap`; false if there was none.
-///
-/// # Safety
-/// `heap` is the calling thread's heap.
-pub(crate) unsafe fn adopt_one(heap: *mut Heap) -> bool {
-    let segment = {
-        let mut list = ABANDONED.lock();
-        let segment = list.first;
-        if segment.is_null() {
-            return false;
-        }
-        // SAFETY: the lock guards the list's links; the segment is no heap's.
-        unsafe {
-            list.first = (*segment).next;
-            (*segment).next = ptr::null_mut();
-            (*segment).owner.store(heap, Ordering::Release);
-        }
-        ABANDONED_COUNT.fetch_sub(1, Ordering::Relaxed);
-        segment
-    };
-    GLOBAL.segment_adopted();
-    // SAFETY: the segment now belongs to the calling thread's heap.
-    unsafe { heap::adopt(heap, segment) };
-    true
-}
-
-/// Calls `visit` with every heap ever made (live or dead), under the pool's lock.
-pub(crate) fn for_each_heap(mut visit: impl FnMut(&Heap)) {
-    let pool = HEAPS.lock();
-    let mut heap = pool.all;
-    while !heap.is_null() {
-        // SAFETY: heaps are never unmapped; their counters are atomics.
-        unsafe {
-            visit(&*heap);
-            heap = (*heap).all_next;
-        }
-    }
+    // SAFETY: the heap is abandoned and no thread names it any more.
+    unsafe { pool::give_back(heap) };
 }
 
 /// Once per process, on the first thread's first allocation: reads the options, creates
@@ -316,7 +190,7 @@ fn process_init() {
     }
     // SAFETY: the handlers are plain functions that only take and release our locks.
     unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
-    crate::stats::register_exit_report();
+    crate::report::register_exit_report();
     PROCESS_INIT.store(2, Ordering::Release);
     // The first thread's heap was taken before the key existed.
     if KEY_READY.load(Ordering::Acquire) {
@@ -326,8 +200,8 @@ fn process_init() {
 }
 
 extern "C" fn fork_prepare() {
-    HEAPS.acquire();
-    ABANDONED.acquire();
+    pool::fork_lock(true);
+    crate::abandoned::fork_lock(true);
     crate::large::fork_lock(true);
     crate::guard::fork_lock(true);
 }
@@ -335,11 +209,8 @@ extern "C" fn fork_prepare() {
 extern "C" fn fork_parent() {
     crate::guard::fork_lock(false);
     crate::large::fork_lock(false);
-    // SAFETY: taken by fork_prepare in this thread; no guard is alive.
-    unsafe {
-        ABANDONED.force_unlock();
-        HEAPS.force_unlock();
-    }
+    crate::abandoned::fork_lock(false);
+    pool::fork_lock(false);
 }
 
 extern "C" fn fork_child() {
