@@ -33,6 +33,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::abandoned;
+use crate::list::List;
 use crate::page;
 use crate::purge;
 use crate::segment::{self, Block, CLASSES, KIND_SMALL, MAX_PAGES, Page, SEGMENT_SIZE, Segment, SegmentList};
@@ -54,70 +55,8 @@ fn empty_page() -> *mut Page {
     &raw mut EMPTY_PAGE
 }
 
-/// A doubly linked list of pages (links in the pages).
-#[repr(C)]
-#[derive(Debug)]
-pub(crate) struct PageQueue {
-    pub(crate) first: *mut Page,
-    pub(crate) last: *mut Page,
-}
-
-impl PageQueue {
-    const EMPTY: PageQueue = PageQueue { first: ptr::null_mut(), last: ptr::null_mut() };
-
-    /// # Safety
-    /// `page` is owned by the caller and on no list.
-    unsafe fn push_back(&mut self, page: *mut Page) {
-        // SAFETY: the caller owns the page and every page on this list.
-        unsafe {
-            (*page).next = ptr::null_mut();
-            (*page).prev = self.last;
-            if self.last.is_null() {
-                self.first = page;
-            } else {
-                (*self.last).next = page;
-            }
-        }
-        self.last = page;
-    }
-
-    /// # Safety
-    /// `page` is owned by the caller and on no list.
-    unsafe fn push_front(&mut self, page: *mut Page) {
-        // SAFETY: the caller owns the page and every page on this list.
-        unsafe {
-            (*page).prev = ptr::null_mut();
-            (*page).next = self.first;
-            if self.first.is_null() {
-                self.last = page;
-            } else {
-                (*self.first).prev = page;
-            }
-        }
-        self.first = page;
-    }
-
-    /// # Safety
-    /// `page` is on this list.
-    unsafe fn remove(&mut self, page: *mut Page) {
-        // SAFETY: the caller guarantees the page is on this list, so its links are valid.
-        unsafe {
-            let (prev, next) = ((*page).prev, (*page).next);
-            if prev.is_null() {
-                self.first = next;
-            } else {
-                (*prev).next = next;
-            }
-            if next.is_null() {
-                self.last = prev;
-            } else {
-                (*next).prev = prev;
-            }
-            (*page).next = ptr::null_mut();
-            (*page).prev = ptr::null_mut();
-        }
-    }
-}
+/// A size class's pages (links in the pages).
+pub(crate) type PageQueue = List<Page>;
 
 /// Per-heap counters, written only by the heap's thread (a load and a store, no
 /// read-modify-write) and read by the statistics at exit.
@@ -327,7 +266,7 @@ unsafe fn fresh_page(heap: *mut Heap, class: usize) -> *mut Page {
             if segment.is_null() {
                 return ptr::null_mut();
             }
-            list.push(segment, true);
+            list.push_front(segment);
         } else if (*segment).used_pages == 0 {
             h.empty_segments -= 1;
         }
@@ -338,7 +277,7 @@ unsafe fn fresh_page(heap: *mut Heap, class: usize) -> *mut Page {
         (*segment).used_pages += 1;
         if (*segment).free_mask == 0 && list.last != segment {
             list.remove(segment);
-            list.push(segment, false);
+            list.push_back(segment);
         }
         let (start, len) = Segment::page_area(segment, index);
         let page = Segment::page(segment, index);
@@ -419,7 +358,7 @@ pub(crate) unsafe fn page_release(heap: *mut Heap, page: *mut Page) {
         let list = h.segments.get_unchecked_mut(usize::from((*segment).kind - KIND_SMALL));
         if list.first != segment {
             list.remove(segment);
-            list.push(segment, true);
+            list.push_front(segment);
         }
         if (*segment).used_pages == 0 {
             if h.empty_segments >= KEPT_EMPTY_SEGMENTS {
@@ -533,7 +472,12 @@ unsafe fn adopt(heap: *mut Heap, segment: *mut Segment) {
             h.empty_segments += 1;
         }
         let kind = usize::from((*segment).kind - KIND_SMALL);
-        h.segments.get_unchecked_mut(kind).push(segment, (*segment).free_mask != 0);
+        let list = h.segments.get_unchecked_mut(kind);
+        if (*segment).free_mask != 0 {
+            list.push_front(segment);
+        } else {
+            list.push_back(segment);
+        }
         for index in 0..MAX_PAGES {
             if emptied & (1u64 << index) != 0 {
                 purge::page_freed(&mut h.purge_due, &h.segments, segment, index);

@@ -39,11 +39,12 @@
 //! | `guard` | the `guard` feature's registry of headers and freed-block marker |
 //! | `stats` | counters (per heap and global) and the [`Stats`] type |
 //! | `options` | the option statics, read from the environment once |
+//! | `list` | the intrusive doubly linked list of pages and of segments |
 //! | `lock` / `sys` | a spin lock; `errno`, time, stderr, environment without allocating |
 //!
 //! **Layers.** Each module imports only modules listed below it in the table, never one
 //! above: `c_api` → `api` → `thread` → `report` → `pool` → `heap` → `purge` → `page`,
-//! `large` → `abandoned`, `segment` → `guard`, `stats`, `options` → `lock`, `sys`. So no two
+//! `large` → `abandoned`, `segment` → `guard`, `stats`, `options`, `list` → `lock`, `sys`. So no two
 //! modules import each other: a segment stores its owning heap as an opaque pointer, a page
 //! reports a remote free's hint instead of writing to the heap, purging is handed the
 //! heap's fields it needs, and the header checks live in `api`, above the layouts they read.
@@ -86,6 +87,7 @@ mod c_api;
 mod guard;
 mod heap;
 mod large;
+mod list;
 mod lock;
 mod options;
 mod page;

@@ -30,6 +30,7 @@
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
+use crate::list::{Linked, List};
 use crate::stats::GLOBAL;
 
 /// log2 of the segment size.
@@ -274,63 +275,22 @@ impl Segment {
     }
 }
 
-/// A doubly linked list of segments, those with a free page slot before the full ones.
-#[repr(C)]
-#[derive(Debug)]
-pub(crate) struct SegmentList {
-    pub(crate) first: *mut Segment,
-    pub(crate) last: *mut Segment,
+/// A heap's segments of one kind, those with a free page slot before the full ones.
+pub(crate) type SegmentList = List<Segment>;
+
+// SAFETY: `prev` and `next` are the page's own link fields, used only by its heap's lists.
+unsafe impl Linked for Page {
+    unsafe fn links(this: *mut Self) -> (*mut *mut Self, *mut *mut Self) {
+        // SAFETY: the caller passes a live element; only field addresses are taken.
+        unsafe { (&raw mut (*this).prev, &raw mut (*this).next) }
+    }
 }
 
-impl SegmentList {
-    pub(crate) const EMPTY: SegmentList = SegmentList { first: ptr::null_mut(), last: ptr::null_mut() };
-
-    /// # Safety
-    /// `segment` is owned by the caller and on no list.
-    pub(crate) unsafe fn push(&mut self, segment: *mut Segment, front: bool) {
-        // SAFETY: the caller owns the segment and those on this list.
-        unsafe {
-            if front {
-                (*segment).prev = ptr::null_mut();
-                (*segment).next = self.first;
-                if self.first.is_null() {
-                    self.last = segment;
-                } else {
-                    (*self.first).prev = segment;
-                }
-                self.first = segment;
-            } else {
-                (*segment).next = ptr::null_mut();
-                (*segment).prev = self.last;
-                if self.last.is_null() {
-                    self.first = segment;
-                } else {
-                    (*self.last).next = segment;
-                }
-                self.last = segment;
-            }
-        }
-    }
-
-    /// # Safety
-    /// `segment` is on this list.
-    pub(crate) unsafe fn remove(&mut self, segment: *mut Segment) {
-        // SAFETY: the caller guarantees the segment is on this list.
-        unsafe {
-            let (prev, next) = ((*segment).prev, (*segment).next);
-            if prev.is_null() {
-                self.first = next;
-            } else {
-                (*prev).next = next;
-            }
-            if next.is_null() {
-                self.last = prev;
-            } else {
-                (*next).prev = prev;
-            }
-            (*segment).next = ptr::null_mut();
-            (*segment).prev = ptr::null_mut();
-        }
+// SAFETY: `prev` and `next` are the segment's own link fields, used only by its heap's lists.
+unsafe impl Linked for Segment {
+    unsafe fn links(this: *mut Self) -> (*mut *mut Self, *mut *mut Self) {
+        // SAFETY: the caller passes a live element; only field addresses are taken.
+        unsafe { (&raw mut (*this).prev, &raw mut (*this).next) }
     }
 }
 
