@@ -27,6 +27,7 @@
 
 pub mod admin;
 pub mod cache;
+pub mod cache_region;
 pub mod config;
 pub mod conn;
 pub mod descriptors;
