@@ -188,7 +188,13 @@ impl CacheRegions {
     /// `new_addr` if given), committing them if `commit`. `None` when the request is
     /// malformed, `new_addr` is not where a region's carving stopped, no region can be
     /// reserved, or the commit fails; nothing is carved then.
-    fn carve(&self, new_addr: Option<usize>, size: usize, alignment: usize, commit: bool) -> Option<NonNull<u8>> {
+    fn carve(
+        &self,
+        new_addr: Option<usize>,
+        size: usize,
+        alignment: usize,
+        commit: bool,
+    ) -> Option<NonNull<u8>> {
         let page = os::page_size();
         if size == 0 || !size.is_multiple_of(page) || !alignment.is_power_of_two() {
             return None;
@@ -249,9 +255,9 @@ impl CacheRegions {
 
     fn uncount_committed(&self, bytes: usize) {
         // An update that saturates at zero: the counter never wraps, whatever jemalloc asks.
-        let _ = self.committed.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| {
-            Some(now.saturating_sub(bytes))
-        });
+        let _ = self
+            .committed
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| Some(now.saturating_sub(bytes)));
     }
 }
 

@@ -276,7 +276,13 @@ mod tests {
         let purge = CString::new(format!("arena.{}.purge", arena.index())).unwrap();
         // SAFETY: `arena.<i>.purge` reads and writes nothing.
         let code = unsafe {
-            sys::mallctl(purge.as_ptr(), core::ptr::null_mut(), core::ptr::null_mut(), core::ptr::null_mut(), 0)
+            sys::mallctl(
+                purge.as_ptr(),
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                0,
+            )
         };
         assert_eq!(code, 0);
         let after = regions.stats();
