@@ -31,7 +31,10 @@
 //! **Costs.** A carved range is never returned to the region: the cache arena's address
 //! space only grows, by jemalloc's own geometric steps (2 MiB, 2.5 MiB, 3 MiB, …), and what
 //! jemalloc frees it keeps as retained extents and reuses. Alignment padding between two
-//! carved ranges stays reserved and unused (address space, never memory).
+//! carved ranges stays reserved and unused (address space, never memory). The regions are
+//! never released, since jemalloc may hold extents in them until the process ends: a
+//! process that starts several servers (the tests do) keeps every server's regions, and
+//! `process_virtual_memory_bytes` counts each reservation whole.
 
 use core::ffi::{c_uint, c_void};
 use core::fmt;
