@@ -3,7 +3,8 @@
 //!
 //! Everything above it speaks in *reserve* (claim address space, no memory),
 //! *commit* (make a range usable), *decommit* (give the physical pages back while keeping
-//! the addresses) and *protect* (turn a page into a guard page). Keeping these four verbs
+//! the addresses), *purge lazily* (let the kernel take them back when it needs to) and
+//! *protect* (turn a page into a guard page). Keeping these verbs
 //! in one place is what makes the chunk source and the allocators above it testable and
 //! portable, as mimalloc's `os.c` does.
 //!
@@ -121,6 +122,21 @@ pub unsafe fn decommit(ptr: NonNull<u8>, len: usize) -> Result<(), OsError> {
         .map_err(|e| os_error("madvise", len, e))
 }
 
+/// Tells the kernel it may take the physical pages behind `[ptr, ptr + len)` whenever it
+/// needs memory (`madvise(MADV_FREE)`, Linux 4.5 and later). Until it does, the pages keep
+/// their contents and stay resident; a write to a page cancels the advice for that page.
+/// Cheaper than [`decommit`] (no page is freed now), and the range's contents afterwards
+/// are either the old bytes or zeros, page by page.
+///
+/// # Safety
+/// The range must lie inside a reservation made by [`reserve`], be page aligned, and hold
+/// nothing anyone still needs.
+pub unsafe fn purge_lazily(ptr: NonNull<u8>, len: usize) -> Result<(), OsError> {
+    // SAFETY: the caller guarantees the range is ours and its contents are dead.
+    unsafe { mm::madvise(ptr.as_ptr().cast::<c_void>(), len, Advice::LinuxFree) }
+        .map_err(|e| os_error("madvise", len, e))
+}
+
 /// Makes `[ptr, ptr + len)` inaccessible: any access raises `SIGSEGV` (a guard page).
 ///
 /// # Safety
@@ -173,6 +189,24 @@ mod tests {
         assert_eq!(first, 0);
         // SAFETY: exactly the reservation.
         unsafe { release(base, len).unwrap() };
+    }
+
+    #[test]
+    fn a_lazily_purged_range_stays_usable() {
+        let len = 4 * page_size();
+        let base = reserve(len).unwrap();
+        // SAFETY: the range is our fresh reservation; after the purge every page holds either
+        // its old byte or zero, and a write makes it ours again.
+        unsafe {
+            commit(base, len).unwrap();
+            base.as_ptr().write_bytes(7, len);
+            purge_lazily(base, len).unwrap();
+            let first = base.as_ptr().read();
+            assert!(first == 7 || first == 0, "old contents or zeros, read {first}");
+            base.as_ptr().write(9);
+            assert_eq!(base.as_ptr().read(), 9);
+            release(base, len).unwrap();
+        }
     }
 
     #[test]

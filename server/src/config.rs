@@ -158,6 +158,13 @@ pub struct Config {
     #[arg(long, env = "ALLOCKIT_CACHE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub cache_bytes: usize,
 
+    /// Size of each region reserved for the cache arena's extents, in bytes (a multiple of
+    /// 2 MiB, at least 2 MiB). The first is reserved at start (address space only: pages are
+    /// committed as jemalloc needs them); another is reserved when an extent does not fit,
+    /// up to 64 regions.
+    #[arg(long, env = "ALLOCKIT_CACHE_REGION_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub cache_region_bytes: usize,
+
     /// Most open client connections (beyond, a 503 and the connection closes). Capped at
     /// start to what the open-file limit allows (one descriptor per connection, plus
     /// headroom); the cap is logged.
@@ -228,6 +235,13 @@ impl Config {
         if self.workers == Some(0) {
             return Err("--workers must be at least 1".into());
         }
+        let huge_page = crate::cache_region::MIN_REGION_BYTES;
+        if self.cache_region_bytes < huge_page || !self.cache_region_bytes.is_multiple_of(huge_page) {
+            return Err(format!(
+                "--cache-region-bytes {} must be a multiple of 2 MiB ({huge_page}), at least 2 MiB",
+                self.cache_region_bytes
+            ));
+        }
         if self.cache_entries == 0 {
             return Err("--cache-entries must be at least 1".into());
         }
@@ -262,6 +276,16 @@ mod tests {
             "s3cret",
         ]);
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn the_cache_region_is_a_whole_number_of_huge_pages() {
+        let config = |bytes: &str| Config::parse_from(["allockit-server", "--cache-region-bytes", bytes]);
+        assert_eq!(Config::parse_from(["allockit-server"]).cache_region_bytes, 1 << 30);
+        assert!(config("4194304").validate().is_ok());
+        for refused in ["0", "1048576", "3145728"] {
+            assert!(config(refused).validate().unwrap_err().contains("--cache-region-bytes"), "{refused}");
+        }
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub enum ErrorKind {
     ProfilePath(PathBuf),
     /// The profile cache could not reserve its index for this many entries.
     CacheIndex(usize),
+    /// The cache arena's first region (of this many bytes) could not be reserved.
+    CacheRegion(usize),
     /// A worker thread could not be started.
     Worker,
     /// A request's body is not a valid batch (found by [`crate::validate`]).
@@ -97,6 +99,11 @@ impl Error {
         Self { kind: ErrorKind::Worker, cause: Some(Cause::Io(cause)) }
     }
 
+    /// The cache arena's first region, of `bytes`, could not be reserved.
+    pub fn cache_region(bytes: usize, cause: io::Error) -> Self {
+        Self { kind: ErrorKind::CacheRegion(bytes), cause: Some(Cause::Io(cause)) }
+    }
+
     /// A failed jemalloc control call.
     pub fn jemalloc(what: impl Into<String>, cause: tikv_jemalloc_ctl::Error) -> Self {
         Self { kind: ErrorKind::Jemalloc(what.into()), cause: Some(Cause::Jemalloc(cause)) }
@@ -150,6 +157,9 @@ impl fmt::Display for Error {
             ErrorKind::ProfilePath(path) => write!(f, "profile path {path:?} contains a NUL byte")?,
             ErrorKind::CacheIndex(entries) => {
                 write!(f, "cannot reserve a profile cache of {entries} entries on the cache arena")?
+            }
+            ErrorKind::CacheRegion(bytes) => {
+                write!(f, "cannot reserve a cache region of {bytes} bytes (--cache-region-bytes)")?
             }
             ErrorKind::Worker => f.write_str("cannot start a worker")?,
             ErrorKind::InvalidBatch(invalid) => write!(f, "invalid batch: {invalid}")?,

@@ -2,7 +2,9 @@
 //!
 //! * [`Stats::read`] advances jemalloc's statistics epoch and reads allocated, active,
 //!   resident, mapped, retained and metadata bytes (what `/metrics` exports).
-//! * [`CacheArena`] is a jemalloc arena created with `arenas.create`. Allocations go through
+//! * [`CacheArena`] is a jemalloc arena created with `arenas.create`; the server gives it
+//!   extent hooks ([`CacheArena::create_on`]) so that its pages come from regions allockit
+//!   reserved up front ([`crate::cache_region`]). Allocations go through
 //!   `mallocx(size, MALLOCX_ARENA(i) | MALLOCX_TCACHE_NONE)`: they never share pages with
 //!   request or general-heap memory, and bypass the thread caches (which would otherwise
 //!   hold freed cache objects in per-thread bins of the default arenas). It implements
@@ -12,7 +14,7 @@
 //!   [`dump_profile`] writes a profile that `jeprof` reads.
 
 use std::alloc::Layout;
-use std::ffi::{CString, c_int};
+use std::ffi::{CString, c_int, c_uint};
 use std::path::Path;
 use std::ptr::NonNull;
 
@@ -20,6 +22,7 @@ use allocator_api2::alloc::{AllocError, Allocator};
 use tikv_jemalloc_ctl::{epoch, raw, stats};
 use tikv_jemalloc_sys as sys;
 
+use crate::cache_region::CacheRegions;
 use crate::error::{Error, ErrorKind};
 
 /// jemalloc's start-up options for this process: heap profiling compiled in and inactive,
@@ -103,11 +106,42 @@ pub struct CacheArena {
 }
 
 impl CacheArena {
-    /// Creates a new arena (`arenas.create`).
+    /// Creates a new arena (`arenas.create`) with jemalloc's default extent hooks: its
+    /// pages are `mmap`ed wherever the kernel places them.
     pub fn create() -> Result<Self, Error> {
         // SAFETY: `arenas.create` returns the new arena's index as an unsigned.
         let index = unsafe { raw::read::<u32>(b"arenas.create\0") }.map_err(ctl_error("arenas.create"))?;
-        Ok(Self { index, flags: sys::MALLOCX_ARENA(index as usize) | sys::MALLOCX_TCACHE_NONE })
+        Ok(Self::with_index(index))
+    }
+
+    /// Creates a new arena whose extents (its metadata included) all come from `regions`:
+    /// `arenas.create` given a pointer to [`CacheRegions`]' extent hooks.
+    pub fn create_on(regions: &'static CacheRegions) -> Result<Self, Error> {
+        let mut index: c_uint = 0;
+        let mut index_len = size_of::<c_uint>();
+        let mut hooks = regions.extent_hooks();
+        // SAFETY: `arenas.create` writes the new arena's index (an unsigned) into oldp and
+        // reads an `extent_hooks_t *` from newp; both buffers have the sizes passed. The
+        // hooks live as long as the process (`&'static`), as jemalloc requires.
+        let code = unsafe {
+            sys::mallctl(
+                c"arenas.create".as_ptr(),
+                (&raw mut index).cast(),
+                &mut index_len,
+                (&raw mut hooks).cast(),
+                size_of::<*mut sys::extent_hooks_t>(),
+            )
+        };
+        if code != 0 {
+            return Err(Error::new(ErrorKind::Jemalloc(format!(
+                "arenas.create with extent hooks (error code {code})"
+            ))));
+        }
+        Ok(Self::with_index(index))
+    }
+
+    fn with_index(index: u32) -> Self {
+        Self { index, flags: sys::MALLOCX_ARENA(index as usize) | sys::MALLOCX_TCACHE_NONE }
     }
 
     /// The arena's index (for `stats.arenas.<i>.*`).
@@ -196,6 +230,66 @@ mod tests {
         Stats::read().unwrap();
         let after = ArenaStats::read(arena.index()).unwrap();
         assert!(after.allocated < during.allocated);
+    }
+
+    /// `stats.arenas.<i>.<name>` after advancing the epoch.
+    fn arena_stat(index: u32, name: &str) -> usize {
+        Stats::read().unwrap();
+        read_usize(&format!("stats.arenas.{index}.{name}")).unwrap()
+    }
+
+    #[test]
+    fn an_arena_on_cache_regions_takes_every_extent_from_them() {
+        let regions = CacheRegions::reserve(16 << 20).unwrap();
+        let arena = CacheArena::create_on(regions).unwrap();
+        let at_start = regions.stats();
+        assert!(at_start.committed > 0, "the arena's own metadata lives in the region");
+        let layouts = [(24, 8), (200, 8), (4096, 4096), (100_000, 64), (1 << 20, 1 << 16)];
+        let blocks: Vec<_> = (0..200)
+            .map(|i| {
+                let (size, align) = layouts[i % layouts.len()];
+                let layout = Layout::from_size_align(size, align).unwrap();
+                let block = arena.allocate(layout).unwrap().cast::<u8>();
+                // SAFETY: `size` bytes just allocated.
+                unsafe { block.as_ptr().write_bytes(i as u8, size) };
+                (block, layout)
+            })
+            .collect();
+        for (i, (block, layout)) in blocks.iter().enumerate() {
+            assert!(regions.contains(block.as_ptr()), "block {i} outside the regions");
+            assert!(regions.contains(block.as_ptr().wrapping_add(layout.size() - 1)));
+            assert_eq!(block.as_ptr().addr() % layout.align(), 0);
+            // SAFETY: allocated and filled above.
+            assert_eq!(unsafe { block.as_ptr().add(layout.size() - 1).read() }, i as u8);
+        }
+        let during = regions.stats();
+        assert!(during.committed >= 40 << 20, "large blocks are committed: {during:?}");
+        assert!(during.regions > 1, "a full region is followed by another: {during:?}");
+        assert!(during.committed <= during.reserved);
+        assert!(arena_stat(arena.index(), "mapped") <= during.reserved);
+        for (block, layout) in blocks {
+            // SAFETY: allocated above with this layout.
+            unsafe { arena.deallocate(block, layout) };
+        }
+        // Purging every free page: jemalloc cannot give extents back (dalloc opts out), so it
+        // decommits them through the hook, and they stay in the region as retained memory.
+        let purge = CString::new(format!("arena.{}.purge", arena.index())).unwrap();
+        // SAFETY: `arena.<i>.purge` reads and writes nothing.
+        let code = unsafe {
+            sys::mallctl(
+                purge.as_ptr(),
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                0,
+            )
+        };
+        assert_eq!(code, 0);
+        let after = regions.stats();
+        assert!(after.committed < during.committed / 10, "decommitted on purge: {after:?}");
+        assert_eq!(after.reserved, during.reserved, "regions are never released");
+        let again = allocator_api2::boxed::Box::new_in([3u8; 5000], arena);
+        assert!(regions.contains(again.as_ptr()) && again[4999] == 3);
     }
 
     #[test]

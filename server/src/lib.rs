@@ -12,7 +12,9 @@
 //! * **Hot-type pool**: the response buffer comes from a per-worker pool and goes back when
 //!   hyper drops it after writing ([`response_pool::PooledBuffer`]).
 //! * **Segregated cache**: user profiles live in an LRU on a dedicated jemalloc arena
-//!   ([`cache`], [`jemalloc`]).
+//!   ([`cache`], [`jemalloc`]), whose extent hooks carve every page it uses from regions
+//!   reserved up front (`--cache-region-bytes`, 1 GiB of address space by default, committed
+//!   on demand; [`cache_region`]).
 //! * **The bug, on purpose**: `--break-lifetimes` puts each new profile into the request
 //!   arena as an escaping allocation; every cached profile pins a chunk and RSS climbs.
 //! * **Observability**: `/metrics` with the names of the project's metric contract,
@@ -27,6 +29,7 @@
 
 pub mod admin;
 pub mod cache;
+pub mod cache_region;
 pub mod config;
 pub mod conn;
 pub mod descriptors;

@@ -31,6 +31,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cache::ProfileCache;
+use crate::cache_region::CacheRegions;
 use crate::config::Config;
 use crate::conn::{Builders, serve};
 use crate::error::{Error, ErrorKind};
@@ -117,12 +118,15 @@ pub fn start(config: Config) -> Result<ServerHandle, Error> {
         retain_idle_bytes: 1024 * 1024,
         ..ChunkConfig::default()
     })?;
-    let cache = ProfileCache::new(CacheArena::create()?, config.cache_entries, config.cache_bytes)?;
+    let cache_regions = CacheRegions::reserve(config.cache_region_bytes)?;
+    let cache =
+        ProfileCache::new(CacheArena::create_on(cache_regions)?, config.cache_entries, config.cache_bytes)?;
     let metrics = Metrics::new();
     let shared = Arc::new(Shared {
         limits: Limits::new(config.max_events),
         mode: AtomicU8::new(0),
         cache,
+        cache_regions,
         metrics,
         heap: HeapCounters::default(),
         connection_heap: Arc::new(HeapCounters::default()),

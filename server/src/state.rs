@@ -8,6 +8,7 @@ use allockit::ChunkSource;
 use hyper::StatusCode;
 
 use crate::cache::ProfileCache;
+use crate::cache_region::CacheRegions;
 use crate::config::{Config, Mode};
 use crate::global_alloc::HeapCounters;
 use crate::jemalloc::{self, ArenaStats};
@@ -26,6 +27,8 @@ pub struct Shared {
     pub(crate) mode: AtomicU8,
     /// The long-lived profiles, on the dedicated jemalloc arena.
     pub cache: ProfileCache,
+    /// The regions the cache arena's extent hooks carve its pages from.
+    pub cache_regions: &'static CacheRegions,
     /// Every Prometheus metric; request-path counters are updated in place, the rest on
     /// each scrape.
     pub metrics: Arc<Metrics>,
@@ -104,6 +107,7 @@ impl Shared {
             snapshot.pool_exhausted += pool.exhausted.load(Ordering::Relaxed);
         }
         snapshot.cache = self.cache.stats();
+        snapshot.cache_region = self.cache_regions.stats();
         snapshot.heap_allocations = self.heap.allocations();
         snapshot.heap_bytes = self.heap.bytes();
         snapshot.connection_heap_allocations = self.connection_heap.allocations();
