@@ -1,5 +1,9 @@
 //! Each debug guard fires (the `guard` feature; `scripts/test` runs these), and says what
 //! it found: every misuse test asserts the whole message.
+//!
+//! To watch every guard fire and read its message (the panic hook prints each caught
+//! message; the guard-page children report their signal):
+//! `cargo test -p allockit --features guard --test guards -- --nocapture --test-threads=1`
 #![cfg(feature = "guard")]
 
 use std::alloc::Layout;
@@ -38,11 +42,13 @@ fn canary_with_first_byte(byte: u8) -> u64 {
 
 /// Runs one `#[ignore]`d entry of this test binary in a child process.
 fn run_child(entry: &str) -> std::process::ExitStatus {
-    Command::new(std::env::current_exe().unwrap())
+    let status = Command::new(std::env::current_exe().unwrap())
         .args([entry, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .output()
         .unwrap()
-        .status
+        .status;
+    eprintln!("guard page: the child `{entry}` ended with {status}");
+    status
 }
 
 #[test]
