@@ -468,8 +468,12 @@ impl PhaseCalls {
                 )
             });
         }
-        let list = |values: Vec<String>| {
-            if values.len() <= 3 { values.join(" + ") } else { format!("{} calls", values.len()) }
+        let list = |values: Vec<String>, total: u64| {
+            if values.len() <= 3 {
+                values.join(" + ")
+            } else {
+                format!("{} calls, {} in all", values.len(), report::bytes(total as f64))
+            }
         };
         if !self.mmaps.is_empty() {
             parts.push(format!(
@@ -480,14 +484,18 @@ impl PhaseCalls {
                         .map(|(len, none)| {
                             format!("{}{}", report::bytes(*len as f64), if *none { " PROT_NONE" } else { "" })
                         })
-                        .collect()
+                        .collect(),
+                    self.mmaps.iter().map(|(len, _)| *len).sum()
                 )
             ));
         }
         if !self.munmaps.is_empty() {
             parts.push(format!(
                 "munmap {}",
-                list(self.munmaps.iter().map(|len| report::bytes(*len as f64)).collect())
+                list(
+                    self.munmaps.iter().map(|len| report::bytes(*len as f64)).collect(),
+                    self.munmaps.iter().sum()
+                )
             ));
         }
         if parts.is_empty() { "-".to_owned() } else { parts.join("; ") }
@@ -593,12 +601,15 @@ pub struct MallocPathOutcome {
 /// The glibc tunable that turns the tcache off.
 pub const TCACHE_OFF: &str = "glibc.malloc.tcache_count=0";
 
+/// Extra environment variables of a child.
+type Environment = Vec<(String, String)>;
+
 /// Runs the child under each setting, traced and untraced.
 pub fn run(exe: &Path, options: &MallocPath) -> Result<MallocPathOutcome, LabError> {
     let mut runs = Vec::new();
     let mut missing = Vec::new();
     let glibc = allocator::locate(AllocatorKind::Glibc);
-    let mut settings: Vec<(String, Located, Vec<(String, String)>)> = vec![
+    let mut settings: Vec<(String, Located, Environment)> = vec![
         ("glibc".to_owned(), glibc.clone(), Vec::new()),
         (
             "glibc, tcache_count=0".to_owned(),
@@ -773,9 +784,10 @@ impl Outcome for MallocPathOutcome {
             }
             let release = glibc.calls("heap-release");
             findings.push(format!(
-                "glibc heap release: freeing them made {} ({}).",
+                "glibc heap release: freeing them last-first made {} ({}): each free merged into the top chunk, which then held more than M_TRIM_THRESHOLD (128 KiB) free, so glibc gave the excess back at once{}.",
                 release.summary(),
-                release.sizes()
+                release.sizes(),
+                glibc.timing("heap-release").map_or(String::new(), |t| format!(", {} per free", ns(t.ns_per_op())))
             ));
             let (first, second, again) =
                 (glibc.calls("large-first"), glibc.calls("large-second"), glibc.calls("large-again"));
