@@ -22,8 +22,8 @@ fn every_setting_gets_a_row_rss_over_time_and_a_verdict() {
         assert!(r.ops > 0 && r.p50_ns <= r.p99_ns && r.p99_ns <= r.p999_ns && r.p999_ns <= r.max_ns, "{r:?}");
         assert!(run.rss.len() >= 3, "{}: RSS sampled over time", run.setting.label);
         assert!(
-            run.peak_rss_bytes >= (workload.threads * workload.live_bytes_per_thread) as u64,
-            "{}: the live set was resident at the peak ({} bytes)",
+            run.peak_rss_bytes >= workload.live_bytes_per_thread as u64,
+            "{}: at least one thread's live set was resident at the peak ({} bytes)",
             run.setting.label,
             run.peak_rss_bytes
         );
