@@ -96,6 +96,12 @@ fn glibc_serves_malloc_24_without_a_system_call_and_its_rare_paths_call_brk_and_
     let jemalloc = &outcome.runs[2];
     assert_eq!(jemalloc.timed.glibc, None, "mallinfo2 is read on glibc only");
     assert_eq!(jemalloc.calls("heap-growth").count("brk"), 0, "jemalloc grows with mmap");
+    let allockit = &outcome.runs[3];
+    let growth = allockit.calls("heap-growth");
+    assert!(
+        growth.count("brk") == 0 && growth.count("mmap") > 0,
+        "allockit-malloc maps segments: {growth:?}"
+    );
 
     let dir = TempDir::new("malloc-path-report").unwrap();
     report::write_outcome(dir.path(), &outcome, &Machine::describe()).unwrap();

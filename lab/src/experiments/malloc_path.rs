@@ -308,6 +308,9 @@ impl ChildTask for MallocPath {
 
         let mut blocks = Vec::with_capacity(self.growth_blocks);
         let (mut moves, mut move_ns) = (0, 0);
+        // The first sbrk(0) of a process whose malloc never called brk (jemalloc,
+        // allockit) asks the kernel (`brk(NULL)`); make it here, outside the phase.
+        current_break();
         let phase = Phase::begin("heap-growth");
         for _ in 0..self.growth_blocks {
             let before = current_break();
