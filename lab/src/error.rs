@@ -59,6 +59,9 @@ pub enum LabError {
     /// A heap profile could not be read, converted or symbolized.
     #[error("heap profile: {0}")]
     Profile(String),
+    /// A program an experiment runs (such as `strace`) is not installed.
+    #[error("{tool} is not installed; install it with `{install}` (scripts/install-deps does)")]
+    ToolMissing { tool: &'static str, install: String },
     /// A chart could not be drawn.
     #[error("chart {path}: {reason}")]
     Chart { path: PathBuf, reason: String },

@@ -13,6 +13,8 @@
 //! | [`swap`] | 9 | one binary on glibc, jemalloc, tcmalloc, mimalloc, allockit-malloc: throughput, RSS over time |
 //! | [`diagnose`] | 10 | leak or fragmentation, from jemalloc's allocated/active/resident; fixes measured |
 //! | [`profile`] | 11 | jemalloc heap profile: top allocation sites by live bytes (jeprof, pprof) |
+//! | [`malloc_path`] | self-assessment | `malloc(24)` with no system call; the rare paths' `brk`/`mmap`, counted under strace |
+//! | [`tune`] | self-assessment | glibc `MALLOC_ARENA_MAX` and jemalloc `MALLOC_CONF`: RSS over time, p99, throughput |
 //!
 //! Every number is measured where the code runs. Experiments that compare allocators
 //! re-execute the lab binary with `LD_PRELOAD` ([`child`], [`allocator`]); the lab binary
@@ -48,8 +50,8 @@ pub mod trace;
 // The experiments keep their short paths (`allockit_lab::swap`), which the binary, the
 // tests and the docs use.
 pub use experiments::{
-    diagnose, fragmentation, placement, profile, services, size_classes, swap, syscall_cost, usable_size,
-    verdict,
+    diagnose, fragmentation, malloc_path, placement, profile, services, size_classes, swap, syscall_cost,
+    tune, usable_size, verdict,
 };
 
 use std::path::Path;
@@ -78,6 +80,8 @@ pub fn run_all(
     keep(Box::new(swap::run(exe, &swap::SwapOptions::for_workload(AtScale::at(scale)))?));
     keep(Box::new(diagnose::run_synthetic(exe, &AtScale::at(scale))?));
     keep(Box::new(profile::run_workload(exe, scale)?));
+    keep(Box::new(malloc_path::run(exe, &AtScale::at(scale))?));
+    keep(Box::new(tune::run(exe, &AtScale::at(scale))?));
     Ok(outcomes)
 }
 
@@ -93,6 +97,8 @@ pub fn run_child_task(name: &str, params: &str) -> Result<String, LabError> {
         swap::Workload::NAME => run_task::<swap::Workload>(params),
         services::Service::NAME => run_task::<services::Service>(params),
         profile::ProfiledWorkload::NAME => run_task::<profile::ProfiledWorkload>(params),
+        malloc_path::MallocPath::NAME => run_task::<malloc_path::MallocPath>(params),
+        tune::TuneWorkload::NAME => run_task::<tune::TuneWorkload>(params),
         other => Err(LabError::InvalidArgument {
             flag: "child TASK",
             reason: format!("unknown child task `{other}`"),

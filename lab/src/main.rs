@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use allockit_lab::report::{self, Outcome};
 use allockit_lab::{
-    AtScale, Scale, diagnose, fragmentation, placement, process::Machine, profile, size_classes, swap,
-    syscall_cost, trace, usable_size,
+    AtScale, Scale, diagnose, fragmentation, malloc_path, placement, process::Machine, profile, size_classes,
+    swap, syscall_cost, trace, tune, usable_size,
 };
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -141,6 +141,25 @@ enum Command {
         /// (and off after it)
         #[arg(long, requires = "url", value_parser = parse_seconds)]
         sample_for: Option<Duration>,
+    },
+    /// Self-assessment: malloc(24) without a system call, and the rare paths' brk/mmap (under strace)
+    MallocPath {
+        #[command(flatten)]
+        common: Common,
+        /// malloc(24)/free pairs in the steady phase
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+        pairs: Option<u64>,
+    },
+    /// Self-assessment: glibc MALLOC_ARENA_MAX and jemalloc MALLOC_CONF on a multi-threaded workload
+    Tune {
+        #[command(flatten)]
+        common: Common,
+        /// Worker threads
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        threads: Option<u64>,
+        /// Milliseconds to idle after freeing everything, before the last RSS reading
+        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+        decay_wait_ms: Option<u64>,
     },
     /// Every experiment, one Markdown report with its tables and charts
     All {
@@ -278,6 +297,17 @@ fn main() -> anyhow::Result<()> {
                 _ => profile::run_workload(&own_exe()?, common.scale())?,
             };
             emit(&outcome, common.out.as_deref())
+        }
+        Command::MallocPath { common, pairs } => {
+            let mut options = malloc_path::MallocPath::at(common.scale());
+            options.steady_pairs = pairs.map_or(options.steady_pairs, to_usize);
+            emit(&malloc_path::run(&own_exe()?, &options)?, common.out.as_deref())
+        }
+        Command::Tune { common, threads, decay_wait_ms } => {
+            let mut workload = tune::TuneWorkload::at(common.scale());
+            workload.threads = threads.map_or(workload.threads, to_usize);
+            workload.decay_wait_ms = decay_wait_ms.unwrap_or(workload.decay_wait_ms);
+            emit(&tune::run(&own_exe()?, &workload)?, common.out.as_deref())
         }
         Command::All { out, quick } => {
             let outcomes = allockit_lab::run_all(&own_exe()?, Scale::quick_if(quick), |outcome| {

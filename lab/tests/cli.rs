@@ -19,7 +19,18 @@ fn all_writes_one_report_with_every_experiment_and_its_charts() {
     let output = lab(&["all", "--quick", "--out", out]);
     assert!(output.status.success(), "{}", stderr(&output));
     let page = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
-    for title in ["Task 1:", "Task 2:", "Task 3:", "Task 7:", "Task 8:", "Task 9:", "Task 10:", "Task 11:"] {
+    for title in [
+        "Task 1:",
+        "Task 2:",
+        "Task 3:",
+        "Task 7:",
+        "Task 8:",
+        "Task 9:",
+        "Task 10:",
+        "Task 11:",
+        "Self-assessment: the malloc fast path",
+        "Self-assessment: tuning",
+    ] {
         assert!(page.contains(&format!("## {title}")), "report.md has a {title} section");
     }
     assert!(page.contains("Measured on: "));
@@ -29,7 +40,8 @@ fn all_writes_one_report_with_every_experiment_and_its_charts() {
         .filter_map(|rest| rest.split(')').next())
         .filter(|l| l.ends_with(".png"))
         .collect();
-    assert!(images.len() >= 9, "{images:?}");
+    assert!(images.len() >= 12, "{images:?}");
+    assert!(images.contains(&"tune-rss.png"), "{images:?}");
     for image in images {
         assert!(support::is_png(&dir.path().join(image)), "{image} is a PNG next to report.md");
     }
@@ -51,6 +63,8 @@ fn help_lists_every_experiment() {
         "swap",
         "diagnose",
         "profile",
+        "malloc-path",
+        "tune",
         "all",
     ] {
         assert!(help.contains(&format!("  {command} ")), "--help lists {command}:\n{help}");

@@ -8,12 +8,14 @@
 
 pub mod diagnose;
 pub mod fragmentation;
+pub mod malloc_path;
 pub mod placement;
 pub mod profile;
 pub mod services;
 pub mod size_classes;
 pub mod swap;
 pub mod syscall_cost;
+pub mod tune;
 pub mod usable_size;
 pub mod verdict;
 
@@ -42,4 +44,6 @@ at_scale!(
     swap::Workload,
     diagnose::DiagnoseOptions,
     profile::ProfiledWorkload,
+    malloc_path::MallocPath,
+    tune::TuneWorkload,
 );
