@@ -96,6 +96,7 @@ pub fn run_child_task(name: &str, params: &str) -> Result<String, LabError> {
         usable_size::SizeProbe::NAME => run_task::<usable_size::SizeProbe>(params),
         swap::Workload::NAME => run_task::<swap::Workload>(params),
         services::Service::NAME => run_task::<services::Service>(params),
+        profile::LeakWatch::NAME => run_task::<profile::LeakWatch>(params),
         profile::ProfiledWorkload::NAME => run_task::<profile::ProfiledWorkload>(params),
         malloc_path::MallocPath::NAME => run_task::<malloc_path::MallocPath>(params),
         tune::TuneWorkload::NAME => run_task::<tune::TuneWorkload>(params),
