@@ -582,6 +582,15 @@ mod tests {
     }
 
     #[test]
+    fn the_lean_client_is_the_default_and_hyper_is_a_flag_away() {
+        let base = ["--rps", "10", "http://127.0.0.1:1"];
+        assert_eq!(parse(&base).unwrap().run.client, Client::Lean);
+        let hyper = parse(&["--client", "hyper", "--rps", "10", "http://127.0.0.1:1"]).unwrap();
+        assert_eq!(hyper.run.client, Client::Hyper);
+        assert!(parse(&["--client", "curl", "--rps", "10", "http://127.0.0.1:1"]).is_err());
+    }
+
+    #[test]
     fn the_soak_defaults_run_ten_minutes_with_every_user_fitting_in_the_cache() {
         let Some(Command::Soak(args)) = parse(&["soak"]).unwrap().command else {
             panic!("`loadgen soak` parses as the soak")

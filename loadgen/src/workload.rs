@@ -4,8 +4,9 @@
 //! A batch is `{"user": "...", "events": [{"kind", "path", "ms", "tags"}]}`. At start-up
 //! [`Bodies::generate`] renders a pool of event arrays (`--body-pool` of them) from the
 //! workload shape. Request number `i` then picks its user and its event array with a hash of
-//! `(seed, i)`, and splices them into one buffer: one allocation and one copy of about a
-//! kilobyte per request, so the generator is never the bottleneck. Because the choice
+//! `(seed, i)`, and splices them into one buffer: one copy of about a kilobyte per request
+//! ([`Bodies::write_body`] writes into a buffer the caller reuses; [`Bodies::body`] adds one
+//! allocation), so the generator is never the bottleneck. Because the choice
 //! depends only on the seed and the request number, the same `--seed` sends the same bytes
 //! in the same order on every run, whichever connection sends them.
 //!
