@@ -20,7 +20,7 @@ use crate::merge;
 use crate::plot;
 use crate::progress;
 use crate::report::RunReport;
-use crate::run::{RequestBody, RunConfig, RunHooks, run_load};
+use crate::run::{Client, RequestBody, RunConfig, RunHooks, run_load};
 use crate::soak::{self, SoakConfig, SoakLimits};
 use crate::units::{
     IntRange, format_wall_clock, parse_duration, parse_fraction, parse_rate, parse_wall_clock,
@@ -137,6 +137,9 @@ pub struct RunArgs {
     /// Limit on connecting and on each request; a request over it counts as a timeout
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,
+    /// HTTP/1.1 client: lean (a buffer, the socket and httparse, as wrk's) or hyper's
+    #[arg(long, value_enum, default_value = "lean")]
+    pub client: Client,
     /// HTTP method; POST, PUT and PATCH carry the generated /v1/events batch, others no body
     #[arg(long, default_value = "POST", value_parser = parse_method)]
     pub method: Method,
@@ -387,6 +390,7 @@ pub fn run_config(args: &RunArgs) -> Result<RunConfig, Error> {
         max_in_flight: args.max_in_flight,
         timeout: args.timeout,
         metrics_url,
+        client: args.client,
     };
     config.validate()?;
     Ok(config)
@@ -575,6 +579,15 @@ mod tests {
     fn the_cli_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_lean_client_is_the_default_and_hyper_is_a_flag_away() {
+        let base = ["--rps", "10", "http://127.0.0.1:1"];
+        assert_eq!(parse(&base).unwrap().run.client, Client::Lean);
+        let hyper = parse(&["--client", "hyper", "--rps", "10", "http://127.0.0.1:1"]).unwrap();
+        assert_eq!(hyper.run.client, Client::Hyper);
+        assert!(parse(&["--client", "curl", "--rps", "10", "http://127.0.0.1:1"]).is_err());
     }
 
     #[test]

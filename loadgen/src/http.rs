@@ -1,6 +1,7 @@
 //! The HTTP plumbing shared by the load engine and the scraper: target URLs, TCP
 //! connections with `TCP_NODELAY`, and keep-alive HTTP/1.1 client connections (hyper's
-//! `client::conn::http1`) driven inline by the task that owns them.
+//! `client::conn::http1`) driven inline by the task that owns them: the scraper's, the
+//! demo's, and the load path's with `--client hyper` (its default is [`crate::h1`]).
 //!
 //! What it cannot do: TLS (`https://`), HTTP/2, proxies. The generator speaks plain
 //! HTTP/1.1 to a host and port, as wrk does.

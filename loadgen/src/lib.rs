@@ -25,7 +25,8 @@
 //! | [`timetable`] | the open-loop schedule, late and skipped sends |
 //! | [`recorder`] | histograms and outcome counts |
 //! | [`workload`] | the `POST /v1/events` bodies, reproducible by seed |
-//! | [`http`] | target URLs and HTTP/1.1 client connections |
+//! | [`http`] | target URLs and HTTP/1.1 client connections (hyper) |
+//! | [`h1`] | the lean HTTP/1.1 client of the load path (`--client lean`, the default) |
 //! | [`scrape`] | fetching the server's Prometheus metrics (read by `allockit_probe`) |
 //! | [`report`], [`plot`], [`progress`] | what the user sees |
 //! | [`hdrlog`] | the `--hdr-log` interval log |
@@ -53,6 +54,7 @@
 //!     duration: Duration::from_secs(10),
 //!     connections: 16,
 //!     max_in_flight: None,
+//!     client: loadgen::run::Client::Lean,
 //!     timeout: Duration::from_secs(5),
 //!     metrics_url: Some(base.with_path("/metrics")),
 //! };
@@ -69,6 +71,7 @@ pub mod cli;
 pub mod demo;
 mod error;
 pub mod exporter;
+pub mod h1;
 pub mod hdrlog;
 pub mod http;
 pub mod merge;

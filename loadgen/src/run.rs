@@ -2,7 +2,10 @@
 //!
 //! [`run_load`] opens `connections` connections up front (an unreachable target fails
 //! here, before any measurement), then runs one task per connection, which also drives its
-//! hyper connection (no second task, no cross-task wake-up per request). A free connection
+//! connection (no second task, no cross-task wake-up per request): by default the lean
+//! HTTP/1.1 client of [`crate::h1`], which writes each request from a buffer the
+//! connection reuses and parses the response with `httparse`; `--client hyper` uses
+//! hyper's client instead ([`Client`]). A free connection
 //! claims the next request from the [`Timetable`], sleeps until its intended time, sends
 //! it and reads the whole response; a broken connection is re-opened on its next request.
 //! Latency is measured from the intended time, so a stalled server shows up in every
@@ -12,9 +15,11 @@
 //! the server's `/metrics`, and refreshes the progress bar; at the end it builds the
 //! [`RunReport`].
 //!
-//! Costs: per request, one body render (one allocation, a memcpy of the batch), one
-//! uncontended mutex each for the schedule and a recorder shard, a few atomics, and
-//! hyper's request/response handling. Memory is fixed: about 1.1 MB of histograms per
+//! Costs: per request, one body render into the connection's buffer (a memcpy of the
+//! batch; no allocation once the buffer has grown), one uncontended mutex each for the
+//! schedule and a recorder shard, a few atomics, one `write` and usually one `read`
+//! (with `--client hyper`: an allocation for the body and hyper's request/response
+//! handling). Memory is fixed: about 1.1 MB of histograms per
 //! shard (one shard per runtime worker), and a series of at most a day of one-second rows
 //! (longer runs merge rows, see [`Series`]).
 //!
@@ -39,6 +44,7 @@ use tokio::task::JoinSet;
 
 use crate::error::Error;
 use crate::exporter::OwnMetrics;
+use crate::h1::{H1Connection, RequestHead};
 use crate::hdrlog::HdrLog;
 use crate::http::{BodyUse, ClientConnection, Target};
 use crate::progress::Status;
@@ -79,6 +85,17 @@ pub enum RequestBody {
     Empty,
 }
 
+/// Which HTTP/1.1 client sends the load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Client {
+    /// The lean client of [`crate::h1`]: requests written from a reused buffer, responses
+    /// parsed with `httparse`, the socket driven directly.
+    #[default]
+    Lean,
+    /// hyper's `client::conn::http1`, as before the lean client (for comparison).
+    Hyper,
+}
+
 /// Everything a run needs.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -105,6 +122,8 @@ pub struct RunConfig {
     pub timeout: Duration,
     /// The server's `/metrics`, scraped every second; `None` scrapes nothing.
     pub metrics_url: Option<Target>,
+    /// The HTTP/1.1 client that sends the load.
+    pub client: Client,
 }
 
 impl RunConfig {
@@ -163,7 +182,7 @@ pub async fn run_load(config: &RunConfig, hooks: RunHooks) -> Result<RunReport, 
     let stop = hooks.stop.unwrap_or(unused_stop);
     if let Some(start_at) = hooks.start_at {
         // An unreachable target fails now, not when the wait is over.
-        drop(ClientConnection::open(&config.target, addr, config.timeout).await?);
+        drop(Connection::open(config.client, &config.target, addr, config.timeout).await?);
         if let Ok(wait) = start_at.duration_since(SystemTime::now())
             && wait > CONNECT_LEAD
         {
@@ -200,6 +219,7 @@ pub async fn run_load(config: &RunConfig, hooks: RunHooks) -> Result<RunReport, 
         target: config.target.clone(),
         addr,
         timeout: config.timeout,
+        client: config.client,
         metrics: hooks.metrics.clone(),
     });
     if let Some(metrics) = &hooks.metrics {
@@ -256,12 +276,12 @@ fn schedule_start(start_at: Option<SystemTime>) -> (Instant, SystemTime) {
     (now + START_LEAD, wall_now + START_LEAD)
 }
 
-async fn open_connections(config: &RunConfig, addr: SocketAddr) -> Result<Vec<ClientConnection>, Error> {
+async fn open_connections(config: &RunConfig, addr: SocketAddr) -> Result<Vec<Connection>, Error> {
     let mut connecting = JoinSet::new();
     for _ in 0..config.connections {
         let target = config.target.clone();
-        let timeout = config.timeout;
-        connecting.spawn(async move { ClientConnection::open(&target, addr, timeout).await });
+        let (timeout, client) = (config.timeout, config.client);
+        connecting.spawn(async move { Connection::open(client, &target, addr, timeout).await });
     }
     let mut connections = Vec::with_capacity(config.connections);
     while let Some(joined) = connecting.join_next().await {
@@ -287,6 +307,49 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A load connection, by client.
+#[derive(Debug)]
+enum Connection {
+    Lean(H1Connection),
+    Hyper(ClientConnection),
+}
+
+impl Connection {
+    async fn open(
+        client: Client,
+        target: &Target,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Self, Error> {
+        Ok(match client {
+            Client::Lean => Self::Lean(H1Connection::open(target, addr, timeout).await?),
+            Client::Hyper => Self::Hyper(ClientConnection::open(target, addr, timeout).await?),
+        })
+    }
+
+    fn is_open(&self) -> bool {
+        match self {
+            Self::Lean(connection) => connection.is_open(),
+            Self::Hyper(connection) => connection.is_open(),
+        }
+    }
+
+    async fn idle_until(&mut self, deadline: tokio::time::Instant) {
+        match self {
+            Self::Lean(connection) => connection.idle_until(deadline).await,
+            Self::Hyper(connection) => connection.idle_until(deadline).await,
+        }
+    }
+}
+
+/// A connection task's reused buffers for the lean client: the request's bytes and the
+/// body rendered before them.
+#[derive(Debug, Default)]
+struct Buffers {
+    request: Vec<u8>,
+    body: Vec<u8>,
+}
+
 /// The request every send starts from; only the body differs.
 #[derive(Debug)]
 struct RequestTemplate {
@@ -295,6 +358,8 @@ struct RequestTemplate {
     host: HeaderValue,
     json: bool,
     bodies: Option<Bodies>,
+    /// The lean client's serialised head.
+    head: RequestHead,
 }
 
 impl RequestTemplate {
@@ -310,7 +375,18 @@ impl RequestTemplate {
             RequestBody::Workload(spec) => Some(Bodies::generate(spec)),
             RequestBody::Empty => None,
         };
-        Ok(Self { method: config.method.clone(), uri, host, json: bodies.is_some(), bodies })
+        let content_type = bodies.as_ref().map(|_| "application/json");
+        let head = RequestHead::new(config.method.as_str(), &config.target, content_type)?;
+        Ok(Self { method: config.method.clone(), uri, host, json: bodies.is_some(), bodies, head })
+    }
+
+    /// Writes request `index`, head and body, into `buffers.request`.
+    fn write(&self, index: u64, buffers: &mut Buffers) {
+        buffers.body.clear();
+        if let Some(bodies) = &self.bodies {
+            bodies.write_body(index, &mut buffers.body);
+        }
+        self.head.write(&buffers.body, &mut buffers.request);
     }
 
     fn request(&self, index: u64) -> Request<Full<Bytes>> {
@@ -340,6 +416,7 @@ struct Engine {
     target: Target,
     addr: SocketAddr,
     timeout: Duration,
+    client: Client,
     metrics: Option<Arc<OwnMetrics>>,
 }
 
@@ -367,7 +444,12 @@ impl Engine {
 
     /// Sends request `slot` on `connection` (re-opening it if the peer closed it) and reads
     /// the whole response.
-    async fn exchange(&self, connection: &mut Option<ClientConnection>, slot: Slot) -> Sample {
+    async fn exchange(
+        &self,
+        connection: &mut Option<Connection>,
+        slot: Slot,
+        buffers: &mut Buffers,
+    ) -> Sample {
         let intended_at = self.start + slot.intended;
         let sample =
             |outcome, sent_at, done_at| Sample::timed(slot.measured, outcome, intended_at, sent_at, done_at);
@@ -376,7 +458,7 @@ impl Engine {
         }
         let open = match connection {
             Some(open) => open,
-            None => match ClientConnection::open(&self.target, self.addr, self.timeout).await {
+            None => match Connection::open(self.client, &self.target, self.addr, self.timeout).await {
                 Ok(opened) => connection.insert(opened),
                 Err(_) => {
                     let now = Instant::now();
@@ -384,14 +466,31 @@ impl Engine {
                 }
             },
         };
-        let request = self.template.request(slot.index);
-        let sent_at = Instant::now();
-        self.awaiting_response.fetch_add(1, Ordering::Relaxed);
-        let result = tokio::time::timeout(self.timeout, open.exchange(request, BodyUse::Drain)).await;
+        // The request is built before the send time is taken, whichever the client.
+        let (sent_at, result) = match open {
+            Connection::Lean(open) => {
+                self.template.write(slot.index, buffers);
+                let sent_at = Instant::now();
+                self.awaiting_response.fetch_add(1, Ordering::Relaxed);
+                let exchanged = open.exchange(&buffers.request);
+                (
+                    sent_at,
+                    tokio::time::timeout(self.timeout, exchanged).await.map(|result| result.map_err(drop)),
+                )
+            }
+            Connection::Hyper(open) => {
+                let request = self.template.request(slot.index);
+                let sent_at = Instant::now();
+                self.awaiting_response.fetch_add(1, Ordering::Relaxed);
+                let exchanged = open.exchange(request, BodyUse::Drain);
+                let result = tokio::time::timeout(self.timeout, exchanged).await;
+                (sent_at, result.map(|result| result.map(|(status, _)| status).map_err(drop)))
+            }
+        };
         let done_at = Instant::now();
         self.awaiting_response.fetch_sub(1, Ordering::Relaxed);
         let outcome = match result {
-            Ok(Ok((status, _))) => Outcome::Response(status),
+            Ok(Ok(status)) => Outcome::Response(status),
             Ok(Err(_)) => {
                 *connection = None;
                 Outcome::Failed(Failure::Io)
@@ -409,10 +508,11 @@ impl Engine {
 async fn drive_connection(
     engine: Arc<Engine>,
     shard: usize,
-    connection: ClientConnection,
+    connection: Connection,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut connection = Some(connection);
+    let mut buffers = Buffers::default();
     while let Claim::Send(slot) = engine.claim() {
         let intended_at = engine.start + slot.intended;
         let due = intended_at.checked_sub(TIMER_LEAD).unwrap_or(intended_at);
@@ -428,7 +528,7 @@ async fn drive_connection(
                 () = wait_until_true(&mut stop) => break,
             }
         }
-        let sample = engine.exchange(&mut connection, slot).await;
+        let sample = engine.exchange(&mut connection, slot, &mut buffers).await;
         engine.record(shard, &sample);
     }
 }

@@ -25,7 +25,7 @@ use tokio::process::{Child, Command};
 
 use crate::error::Error;
 use crate::http::{ClientConnection, Target};
-use crate::run::{RequestBody, RunConfig};
+use crate::run::{Client, RequestBody, RunConfig};
 use crate::workload::WorkloadSpec;
 
 /// The server binary's file name.
@@ -135,6 +135,7 @@ impl ServerProcess {
             max_in_flight: None,
             timeout,
             metrics_url: Some(base.with_path("/metrics")),
+            client: Client::Lean,
         })
     }
 

@@ -4,8 +4,9 @@
 //! A batch is `{"user": "...", "events": [{"kind", "path", "ms", "tags"}]}`. At start-up
 //! [`Bodies::generate`] renders a pool of event arrays (`--body-pool` of them) from the
 //! workload shape. Request number `i` then picks its user and its event array with a hash of
-//! `(seed, i)`, and splices them into one buffer: one allocation and one copy of about a
-//! kilobyte per request, so the generator is never the bottleneck. Because the choice
+//! `(seed, i)`, and splices them into one buffer: one copy of about a kilobyte per request
+//! ([`Bodies::write_body`] writes into a buffer the caller reuses; [`Bodies::body`] adds one
+//! allocation), so the generator is never the bottleneck. Because the choice
 //! depends only on the seed and the request number, the same `--seed` sends the same bytes
 //! in the same order on every run, whichever connection sends them.
 //!
@@ -78,9 +79,7 @@ impl Bodies {
 
     /// The body of request number `index`: `{"user":"user-N","events":[...]}`.
     pub fn body(&self, index: u64) -> Bytes {
-        let mut rng = SplitMix64::new(self.seed ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03));
-        let user = rng.below(self.users);
-        let array = &self.event_arrays[rng.below(self.event_arrays.len() as u64) as usize];
+        let (user, array) = self.choose(index);
         let mut body = BytesMut::with_capacity(array.len() + 48);
         body.put_slice(b"{\"user\":\"user-");
         // Writing into a BytesMut cannot fail: it grows as needed.
@@ -91,9 +90,43 @@ impl Bodies {
         body.freeze()
     }
 
+    /// Appends the body of request number `index` to `out`: the same bytes as
+    /// [`Bodies::body`], without an allocation once `out` has grown (the lean HTTP/1.1
+    /// path reuses one buffer per connection).
+    pub fn write_body(&self, index: u64, out: &mut Vec<u8>) {
+        let (user, array) = self.choose(index);
+        out.reserve(array.len() + 48);
+        out.extend_from_slice(b"{\"user\":\"user-");
+        let mut digits = [0; 20];
+        out.extend_from_slice(decimal(user, &mut digits));
+        out.extend_from_slice(b"\",\"events\":");
+        out.extend_from_slice(array);
+        out.push(b'}');
+    }
+
+    /// Request number `index`'s user and event array.
+    fn choose(&self, index: u64) -> (u64, &Bytes) {
+        let mut rng = SplitMix64::new(self.seed ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        let user = rng.below(self.users);
+        (user, &self.event_arrays[rng.below(self.event_arrays.len() as u64) as usize])
+    }
+
     /// The user id request number `index` carries (what [`Bodies::body`] embeds).
     pub fn user_of(&self, index: u64) -> u64 {
         SplitMix64::new(self.seed ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03)).below(self.users)
+    }
+}
+
+/// `value` in decimal, written into the end of `digits`.
+pub(crate) fn decimal(mut value: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            return &digits[at..];
+        }
     }
 }
 
@@ -213,6 +246,17 @@ mod tests {
         let sequence = |bodies: &Bodies| (0..100).map(|index| bodies.body(index)).collect::<Vec<_>>();
         assert_eq!(sequence(&first), sequence(&again));
         assert_ne!(sequence(&first), sequence(&other));
+    }
+
+    #[test]
+    fn written_bodies_are_the_same_bytes_as_rendered_ones() {
+        let bodies = Bodies::generate(&WorkloadSpec { users: 1_000_000, ..spec() });
+        let mut out = b"head".to_vec();
+        for index in 0..300 {
+            out.truncate(4);
+            bodies.write_body(index, &mut out);
+            assert_eq!(&out[4..], &bodies.body(index)[..]);
+        }
     }
 
     #[test]

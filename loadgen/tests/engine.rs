@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use loadgen::Error;
 use loadgen::report::Phase;
-use loadgen::run::{RunHooks, run_load};
+use loadgen::run::{Client, RunHooks, run_load};
 use support::{Behaviour, TestServer, config};
 use tokio::sync::watch;
 
@@ -166,4 +166,35 @@ async fn the_series_labels_each_second_by_the_phase_it_starts_in() {
     let warmup_responses: u64 =
         report.series.iter().filter(|row| row.phase == Phase::Warmup).map(|row| row.responses).sum();
     assert!(warmup_responses >= 25, "the warm-up row holds the warm-up's responses: {phases:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_clients_count_statuses_closes_and_lost_connections_alike() {
+    fn status_of(number: u64) -> u16 {
+        if number.is_multiple_of(4) { 500 } else { 200 }
+    }
+    for client in [Client::Lean, Client::Hyper] {
+        let server = TestServer::start(Behaviour::Status(status_of), None).await;
+        let mut run = config(&server, 100.0, Duration::from_secs(1), 2);
+        run.client = client;
+        let report = run_load(&run, RunHooks::default()).await.unwrap();
+        assert_eq!(report.requests.ok, 75, "{client:?}");
+        assert_eq!(report.errors.by_status, BTreeMap::from([(500, 25)]), "{client:?}");
+
+        let server = TestServer::start(Behaviour::CloseEach, None).await;
+        let mut run = config(&server, 100.0, Duration::from_secs(1), 1);
+        run.client = client;
+        let report = run_load(&run, RunHooks::default()).await.unwrap();
+        assert_eq!((report.requests.ok, report.errors.total()), (100, 0), "{client:?}");
+
+        // After 10 answers the server drops every connection unanswered: each later
+        // request is an I/O error (the connection is re-opened for the next one).
+        let server = TestServer::start(Behaviour::VanishAfter(10), None).await;
+        let mut run = config(&server, 50.0, Duration::from_secs(1), 1);
+        run.client = client;
+        let report = run_load(&run, RunHooks::default()).await.unwrap();
+        let errors = &report.errors;
+        assert_eq!(report.requests.ok, 10, "{client:?}: {}", report.render_summary());
+        assert_eq!((errors.io, errors.connect, errors.timeout), (40, 0, 0), "{client:?}: {errors:?}");
+    }
 }

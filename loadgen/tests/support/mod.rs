@@ -176,6 +176,7 @@ pub fn config(server: &TestServer, rps: f64, duration: Duration, connections: us
         max_in_flight: None,
         timeout: Duration::from_secs(10),
         metrics_url: None,
+        client: loadgen::run::Client::Lean,
     }
 }
 
