@@ -8,8 +8,10 @@
 //!   and a TLB shootdown on unmap — what a naive "one mmap per object" allocator pays.
 //!
 //! The optimizer must not delete the pairs: every pointer goes through
-//! [`std::hint::black_box`] and gets a volatile write, so the calls and the memory they
-//! return are observable. Minor page faults (`getrusage`) are counted per loop, which
+//! [`std::hint::black_box`] (the calls are external functions with side effects in any
+//! case); the `malloc` pointers and the touched mappings also get a volatile write, while
+//! the plain `mmap` loop writes nothing, since a write would fault the page in, which is
+//! what the third loop measures. Minor page faults (`getrusage`) are counted per loop, which
 //! shows the first-touch loop really faulted once per iteration and the others did not.
 //! Each loop runs for several rounds; the median round is reported.
 //!
