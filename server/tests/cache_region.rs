@@ -105,9 +105,11 @@ fn segregated_profiles_live_inside_the_reserved_regions() {
     store_profiles(&server);
     profiles_read_back(&server);
     assert!(profiles_inside_the_regions(&server).iter().all(|inside| *inside));
-    let (reserved, committed) = regions_hold_the_cache_arena(server.addr);
+    // Committed need not have grown: jemalloc releases extents it no longer needs through
+    // the decommit hook (its `dalloc` opts out) whenever its decay runs, so committed can
+    // be below the start's figure. That it stays within the regions is checked above.
+    let (reserved, _committed) = regions_hold_the_cache_arena(server.addr);
     assert_eq!(reserved, reserved_at_start, "the first region holds everything");
-    assert!(committed >= committed_at_start);
 
     clear_and_refill(&server);
     assert!(profiles_inside_the_regions(&server).iter().all(|inside| *inside));
