@@ -130,11 +130,7 @@ impl H1Connection {
     /// Connects to `addr` (where `target` resolved to; its URL is for the error) within
     /// `timeout`.
     pub async fn open(target: &Target, addr: SocketAddr, timeout: Duration) -> Result<Self, Error> {
-        let stream = connect_tcp(addr, timeout).await.map_err(|cause| Error::Unreachable {
-            url: target.url.clone(),
-            addr,
-            cause,
-        })?;
+        let stream = connect_tcp(target, addr, timeout).await?;
         Ok(Self::from_stream(stream))
     }
 

@@ -94,13 +94,17 @@ impl Target {
     }
 }
 
-/// Opens a TCP connection with Nagle's algorithm off, within `timeout`.
-pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-    stream.set_nodelay(true)?;
-    Ok(stream)
+/// Opens a TCP connection to `addr` (where `target` resolved to; its URL is for the error)
+/// with Nagle's algorithm off, within `timeout`.
+pub async fn connect_tcp(target: &Target, addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Error> {
+    let connect = async {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    };
+    connect.await.map_err(|cause| Error::Unreachable { url: target.url.clone(), addr, cause })
 }
 
 /// How [`ClientConnection::exchange`] treats the response body.
@@ -137,11 +141,7 @@ impl ClientConnection {
     /// Connects to `addr` (where `target` resolved to; its URL is for the error) and
     /// performs the HTTP/1.1 handshake, within `timeout`.
     pub async fn open(target: &Target, addr: SocketAddr, timeout: Duration) -> Result<Self, Error> {
-        let stream = connect_tcp(addr, timeout).await.map_err(|cause| Error::Unreachable {
-            url: target.url.clone(),
-            addr,
-            cause,
-        })?;
+        let stream = connect_tcp(target, addr, timeout).await?;
         let (sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|cause| Error::Handshake { addr, cause })?;

@@ -399,11 +399,7 @@ unsafe extern "C" fn hook_purge_lazy(
     _arena: c_uint,
 ) -> bool {
     // SAFETY: jemalloc passes back the hooks pointer it was given.
-    let regions = unsafe { regions(hooks) };
-    let Some(start) = regions.range(addr, offset, length) else { return true };
-    // SAFETY: inside one of our regions, page aligned; jemalloc purges only pages it holds
-    // free, whose contents are dead.
-    unsafe { os::purge_lazily(start, length) }.is_err()
+    unsafe { purge(hooks, addr, offset, length, os::purge_lazily) }
 }
 
 /// `extent_purge_t` (forced): `MADV_DONTNEED`, the pages read zero afterwards; false on
@@ -420,11 +416,27 @@ unsafe extern "C" fn hook_purge_forced(
     _arena: c_uint,
 ) -> bool {
     // SAFETY: jemalloc passes back the hooks pointer it was given.
+    unsafe { purge(hooks, addr, offset, length, os::decommit) }
+}
+
+/// What both purge hooks do: `how` on the range if it lies in one of our regions; false on
+/// success (jemalloc's convention), true for a range that is not ours or a failed call.
+///
+/// # Safety
+/// `hooks` comes from [`CacheRegions::extent_hooks`].
+unsafe fn purge(
+    hooks: *mut extent_hooks_t,
+    addr: *mut c_void,
+    offset: usize,
+    length: usize,
+    how: unsafe fn(NonNull<u8>, usize) -> Result<(), os::OsError>,
+) -> bool {
+    // SAFETY: as the caller guarantees.
     let regions = unsafe { regions(hooks) };
     let Some(start) = regions.range(addr, offset, length) else { return true };
     // SAFETY: inside one of our regions, page aligned; jemalloc purges only pages it holds
     // free, whose contents are dead.
-    unsafe { os::decommit(start, length) }.is_err()
+    unsafe { how(start, length) }.is_err()
 }
 
 /// `extent_split_t`: allowed (false) when the extent lies inside one region.
