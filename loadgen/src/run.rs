@@ -207,12 +207,10 @@ pub async fn run_load(config: &RunConfig, hooks: RunHooks) -> Result<RunReport, 
     let engine = Arc::new(Engine {
         start,
         start_wall,
-        timetable: Mutex::new(Timetable::new(
-            config.rps,
-            config.warmup,
-            config.duration,
-            config.max_in_flight,
-        )),
+        timetable: Mutex::new(
+            Timetable::new(config.rps, config.warmup, config.duration, config.max_in_flight)
+                .with_drain(config.timeout),
+        ),
         awaiting_response: AtomicU64::new(0),
         shards: shards.collect::<Result<_, _>>()?,
         template,
@@ -241,7 +239,7 @@ pub async fn run_load(config: &RunConfig, hooks: RunHooks) -> Result<RunReport, 
             }
         }
         finished_source.send_replace(true);
-        failure.map_or(Ok(()), Err)
+        failure.map_or(Ok(engine.elapsed()), Err)
     };
     let stop_watch = {
         let (mut stop, mut finished) = (stop.clone(), finished.clone());
@@ -255,12 +253,12 @@ pub async fn run_load(config: &RunConfig, hooks: RunHooks) -> Result<RunReport, 
     };
     let sampler = Sampler::new(&engine, config, scraper, hooks.progress.clone(), baseline, hooks.hdr_log)?;
     let (driven, (), sampled) = tokio::join!(connections_done, stop_watch, sampler.run(finished));
-    driven?;
+    let finished_at = driven?;
     let sampled = sampled?;
     if let Some(progress) = &hooks.progress {
         progress.finish_and_clear();
     }
-    build_report(config, &engine, sampled)
+    build_report(config, &engine, sampled, finished_at)
 }
 
 /// The schedule's start as an instant and as wall-clock time: `start_at` when it is at
@@ -685,10 +683,20 @@ impl<'a> Sampler<'a> {
     }
 }
 
-fn build_report(config: &RunConfig, engine: &Engine, sampled: Sampled) -> Result<RunReport, Error> {
+/// Builds the report; `finished_at` is when the last connection finished (its last response
+/// in, or the drain over), from the start.
+fn build_report(
+    config: &RunConfig,
+    engine: &Engine,
+    sampled: Sampled,
+    finished_at: Duration,
+) -> Result<RunReport, Error> {
     let timetable = lock(&engine.timetable).clone();
     let planned_end = config.warmup + config.duration;
-    let measured_s = timetable.end().saturating_sub(config.warmup).as_secs_f64();
+    // The window runs from the end of the warm-up to the end of the schedule or, when the
+    // last responses (or a drained backlog) came in after it, to the last of them: the
+    // achieved rate is over the time the requests really took.
+    let measured_s = timetable.end().max(finished_at).saturating_sub(config.warmup).as_secs_f64();
     let tally = &sampled.measured.tally;
     let skipped = timetable.skipped().measured;
     // A stop can land within the timer lead of a send already on its way, whose intended

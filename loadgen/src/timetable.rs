@@ -13,6 +13,13 @@
 //! connection frees up. The percentiles then cover sent requests only, which is why skips
 //! are reported beside them and count as failures.
 //!
+//! When the window ends, requests that were due in it but still wait for a free connection
+//! (the backlog of a client or server that fell behind) are *drained*: they are still
+//! handed out, late, for up to the drain limit after the end (the run's request timeout),
+//! so that a short lag at the end is measured as latency rather than dropped. What is
+//! left when the limit passes is never sent and is reported as unsent. An interrupted run
+//! (Ctrl-C) does not drain.
+//!
 //! Everything here is pure arithmetic on a caller-supplied clock (O(1) per claim), so the
 //! rules are unit-tested without sleeping.
 
@@ -59,6 +66,8 @@ pub struct Timetable {
     rps: f64,
     warmup_requests: u64,
     end: Duration,
+    /// How long after `end` the backlog may still be handed out; zero once stopped early.
+    drain: Duration,
     max_in_flight: Option<u64>,
     next: u64,
     late: PhaseCounts,
@@ -73,6 +82,7 @@ impl Timetable {
             rps,
             warmup_requests: 0,
             end: warmup.saturating_add(duration),
+            drain: Duration::ZERO,
             max_in_flight,
             next: 0,
             late: PhaseCounts::default(),
@@ -80,6 +90,13 @@ impl Timetable {
         };
         timetable.warmup_requests = timetable.scheduled_before(warmup);
         timetable
+    }
+
+    /// Lets requests due before the end but not yet claimed be handed out for up to `drain`
+    /// after it (they are late, and measured from their intended time).
+    pub fn with_drain(mut self, drain: Duration) -> Self {
+        self.drain = drain;
+        self
     }
 
     /// Number of requests whose intended time is strictly before `elapsed`.
@@ -112,16 +129,20 @@ impl Timetable {
         self.end
     }
 
-    /// Ends the schedule at `elapsed` if that is earlier than planned (an interrupted run).
+    /// Ends the schedule at `elapsed` if that is earlier than planned (an interrupted run):
+    /// nothing more is handed out, not even the backlog.
     pub fn stop_at(&mut self, elapsed: Duration) {
-        self.end = self.end.min(elapsed);
+        if elapsed < self.end {
+            self.end = elapsed;
+            self.drain = Duration::ZERO;
+        }
     }
 
     /// Hands out the next request for a free connection, given the time now and the number
     /// of requests sent and awaiting a response.
     pub fn claim(&mut self, elapsed: Duration, awaiting_response: u64) -> Claim {
         let total = self.total_requests();
-        if elapsed >= self.end || self.next >= total {
+        if self.next >= total || elapsed >= self.end.saturating_add(self.drain) {
             return Claim::Finished;
         }
         if let Some(limit) = self.max_in_flight {
@@ -269,5 +290,35 @@ mod tests {
         assert_eq!(timetable.claim(ms(2_000), 0), Claim::Finished);
         timetable.stop_at(ms(5_000));
         assert_eq!(timetable.end(), ms(2_000), "a later stop never extends the schedule");
+    }
+
+    #[test]
+    fn the_backlog_at_the_end_is_drained_late_within_the_limit_and_then_left_unsent() {
+        let mut timetable =
+            Timetable::new(10.0, Duration::ZERO, Duration::from_secs(1), None).with_drain(ms(500));
+        for _ in 0..7 {
+            slot(timetable.claim(ms(500), 0));
+        }
+        // Past the end, 3 requests of the window were never claimed: they are handed out late.
+        let drained = slot(timetable.claim(ms(1_200), 0));
+        assert_eq!((drained.index, drained.intended, drained.late), (7, ms(700), true));
+        // Past the drain limit nothing more is sent.
+        assert_eq!(timetable.claim(ms(1_500), 0), Claim::Finished);
+        assert_eq!(timetable.total_requests(), 10, "the schedule itself did not grow");
+        // Without a backlog, the end is the end.
+        let mut idle = Timetable::new(10.0, Duration::ZERO, Duration::from_secs(1), None).with_drain(ms(500));
+        for _ in 0..10 {
+            slot(idle.claim(ms(900), 0));
+        }
+        assert_eq!(idle.claim(ms(1_000), 0), Claim::Finished);
+    }
+
+    #[test]
+    fn an_interrupted_run_does_not_drain() {
+        let mut timetable =
+            Timetable::new(10.0, Duration::ZERO, Duration::from_secs(10), None).with_drain(ms(5_000));
+        slot(timetable.claim(ms(0), 0));
+        timetable.stop_at(ms(2_000));
+        assert_eq!(timetable.claim(ms(2_001), 0), Claim::Finished, "19 due, none handed out after the stop");
     }
 }
