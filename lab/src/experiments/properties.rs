@@ -123,11 +123,12 @@ impl PropertiesOutcome {
 pub fn run(options: &PropertiesOptions) -> Result<PropertiesOutcome, LabError> {
     options.validate()?;
     let source = ChunkSource::new(ChunkConfig::default())?;
-    let mut checks = Vec::new();
-    checks.push(arena_alignment(&source, options.allocations_per_alignment));
-    checks.push(fixed_arena_alignment(options.allocations_per_alignment));
-    checks.push(fixed_arena_exhaustion());
-    checks.push(arena_limit_exhaustion(&source));
+    let mut checks = vec![
+        arena_alignment(&source, options.allocations_per_alignment),
+        fixed_arena_alignment(options.allocations_per_alignment),
+        fixed_arena_exhaustion(),
+        arena_limit_exhaustion(&source),
+    ];
     for (size, align) in [(1, 1), (2, 2), (4, 4), (8, 8), (12, 4), (24, 8)] {
         checks.push(pool_block_size(&source, size, align)?);
     }
@@ -782,7 +783,7 @@ impl Outcome for PropertiesOutcome {
 
     fn explanation(&self) -> String {
         let mut text = String::from("### What each property protects\n\n");
-        let _ = write!(
+        let _ = writeln!(
             text,
             "A bump arena aligns by rounding its cursor up, so alignment must hold whatever odd \
              sizes came before ({} allocations per alignment here); when it cannot serve it must \
@@ -793,7 +794,7 @@ impl Outcome for PropertiesOutcome {
              block of its own (header, two links, footer: 32 bytes); a smaller rest stays in the \
              block as slack, which `usable_size` shows. And it coalesces on every free, so after \
              any sequence of allocations, resizes and frees ({} cycles per policy here) the free \
-             space of an emptied heap is one block again.\n",
+             space of an emptied heap is one block again.",
             self.options.allocations_per_alignment, self.options.cycles,
         );
         text
