@@ -7,7 +7,8 @@
 //! |---|---|---|
 //! | [`usable_size`] | 1 | `malloc_usable_size`, size classes, RSS per 1-byte object, per allocator |
 //! | [`syscall_cost`] | 2 | `malloc`/`free` vs `mmap`/`munmap` (and first touch), ns per pair |
-//! | [`fragmentation`] | 3 | every other block freed: does a larger block fit in the holes, before and after coalescing (glibc, allockit's free list) |
+//! | [`fragmentation`] | 3 | every other block freed: does a larger block fit in the holes, before and after coalescing (glibc, allockit's free list); internal fragmentation of the same requests (and odd sizes) on glibc, the free list and the size-class heap |
+//! | [`properties`] | 4–6 | arena alignment and exhaustion, pool block size and exhaustion, free-list realloc round trip, split threshold, coalescing after mixed cycles: each figure with PASS/FAIL |
 //! | [`placement`] | 7 | first, next, best fit (and FIFO first fit) on one seeded trace: footprint, fragmentation over time, throughput |
 //! | [`size_classes`] | 8 | size classes vs one free list on that trace: speedup, internal fragmentation per class |
 //! | [`swap`] | 9 | one binary on glibc, jemalloc, tcmalloc, mimalloc, allockit-malloc: throughput, RSS over time |
@@ -50,8 +51,8 @@ pub mod trace;
 // The experiments keep their short paths (`allockit_lab::swap`), which the binary, the
 // tests and the docs use.
 pub use experiments::{
-    diagnose, fragmentation, malloc_path, placement, profile, services, size_classes, swap, syscall_cost,
-    tune, usable_size, verdict,
+    diagnose, fragmentation, malloc_path, placement, profile, properties, services, size_classes, swap,
+    syscall_cost, tune, usable_size, verdict,
 };
 
 use std::path::Path;
@@ -75,6 +76,7 @@ pub fn run_all(
     keep(Box::new(usable_size::run(exe, &AtScale::at(scale))?));
     keep(Box::new(syscall_cost::run(&AtScale::at(scale))?));
     keep(Box::new(fragmentation::run(exe, &AtScale::at(scale))?));
+    keep(Box::new(properties::run(&AtScale::at(scale))?));
     keep(Box::new(placement::run(&AtScale::at(scale))?));
     keep(Box::new(size_classes::run(&AtScale::at(scale))?));
     keep(Box::new(swap::run(exe, &swap::SwapOptions::for_workload(AtScale::at(scale)))?));
@@ -93,6 +95,7 @@ pub fn run_child_task(name: &str, params: &str) -> Result<String, LabError> {
     use child::{ChildTask, run_task};
     match name {
         fragmentation::FragmentationRun::NAME => run_task::<fragmentation::FragmentationRun>(params),
+        fragmentation::InternalRun::NAME => run_task::<fragmentation::InternalRun>(params),
         usable_size::SizeProbe::NAME => run_task::<usable_size::SizeProbe>(params),
         swap::Workload::NAME => run_task::<swap::Workload>(params),
         services::Service::NAME => run_task::<services::Service>(params),

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use allockit_lab::report::{self, Outcome};
 use allockit_lab::{
-    AtScale, Scale, diagnose, fragmentation, malloc_path, placement, process::Machine, profile, size_classes,
-    swap, syscall_cost, trace, tune, usable_size,
+    AtScale, Scale, diagnose, fragmentation, malloc_path, placement, process::Machine, profile, properties,
+    size_classes, swap, syscall_cost, trace, tune, usable_size,
 };
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -78,6 +78,23 @@ enum Command {
         /// Bytes of the larger block requested after the frees (at most 64 KiB)
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65_536))]
         large_size: Option<u64>,
+    },
+    /// Tasks 4-6: arena, pool and free-list properties, each figure with PASS/FAIL (exit 1 on a FAIL)
+    Properties {
+        #[command(flatten)]
+        common: Common,
+        /// Mixed alloc/realloc/free cycles per placement policy in the coalescing check
+        #[arg(long, value_parser = clap::value_parser!(u64).range(4..=100_000_000))]
+        cycles: Option<u64>,
+        /// Most blocks live at once in the coalescing check
+        #[arg(long, value_parser = clap::value_parser!(u64).range(2..=1_000_000))]
+        live_slots: Option<u64>,
+        /// Allocations per alignment in the arena checks
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        allocations_per_alignment: Option<u64>,
+        /// Seed of the coalescing workload
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Task 7: first, next and best fit (and FIFO first fit) on one seeded mixed workload
     Placement {
@@ -248,6 +265,21 @@ fn main() -> anyhow::Result<()> {
             options.block_size = block_size.map_or(options.block_size, to_usize);
             options.large_size = large_size.map_or(options.large_size, to_usize);
             emit(&fragmentation::run(&own_exe()?, &options)?, common.out.as_deref())
+        }
+        Command::Properties { common, cycles, live_slots, allocations_per_alignment, seed } => {
+            let mut options = properties::PropertiesOptions::at(common.scale());
+            options.cycles = cycles.map_or(options.cycles, to_usize);
+            options.live_slots = live_slots.map_or(options.live_slots, to_usize);
+            options.allocations_per_alignment =
+                allocations_per_alignment.map_or(options.allocations_per_alignment, to_usize);
+            options.seed = seed.unwrap_or(options.seed);
+            let outcome = properties::run(&options)?;
+            emit(&outcome, common.out.as_deref())?;
+            let failures = outcome.failures();
+            if !failures.is_empty() {
+                anyhow::bail!("{} of {} properties failed", failures.len(), outcome.checks.len());
+            }
+            Ok(())
         }
         Command::Placement { common, trace } => {
             let mut options = placement::PlacementOptions::at(common.scale());

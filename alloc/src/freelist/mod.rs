@@ -428,6 +428,18 @@ impl<S: SpanSource> FreeList<S> {
         Ok(new)
     }
 
+    /// The payload bytes of the block at `ptr`: what its caller may use, the request rounded
+    /// up to the block size less its 16 bytes of tags (and any tail too small to split off).
+    /// The free list's `malloc_usable_size`; internal fragmentation is the gap to the
+    /// request.
+    ///
+    /// # Safety
+    /// `ptr` came from this heap's `alloc` or `realloc` and is not freed yet.
+    pub unsafe fn usable_size(&self, ptr: NonNull<u8>) -> usize {
+        // SAFETY: forwarded: a payload of a block in use of this heap.
+        unsafe { Blocks::payload_capacity(ptr.as_ptr()) }
+    }
+
     /// Walks the whole heap and verifies every invariant (see the module docs). Returns the
     /// first violation found.
     pub fn check(&self) -> Result<(), HeapCorruption> {

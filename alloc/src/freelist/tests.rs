@@ -64,6 +64,18 @@ fn a_block_is_split_only_when_the_remainder_holds_a_minimum_block() {
 }
 
 #[test]
+fn usable_size_is_the_request_rounded_to_16_bytes_of_payload() {
+    let mut memory = buffer(16 * 1024);
+    let heap = FreeList::over_buffer(bytes(&mut memory), Placement::FirstFit);
+    for (request, usable) in [(0, 16), (1, 16), (16, 16), (17, 32), (65, 80), (100, 112), (200, 208)] {
+        let ptr = alloc_checked(&heap, request);
+        // SAFETY: a block just allocated from this heap.
+        assert_eq!(unsafe { heap.usable_size(ptr) }, usable, "request {request}");
+        free_checked(&heap, ptr, request);
+    }
+}
+
+#[test]
 fn free_coalesces_with_the_previous_and_the_next_neighbour() {
     let mut memory = buffer(16 * 1024);
     let heap = FreeList::over_buffer(bytes(&mut memory), Placement::FirstFit);

@@ -23,6 +23,19 @@
 //! came from is judged by address, the same way for both heaps: it *reused small-block
 //! memory* when its bytes overlap a small block freed before.
 //!
+//! **Internal fragmentation, same run.** External fragmentation is free memory in pieces
+//! too small to use; internal fragmentation is memory handed out that nobody asked for
+//! (rounding, tags, headers). The same run measures it on three heaps, each in a fresh
+//! child, for two passes of requests: the experiment's own small blocks (`block_size`
+//! bytes, `blocks` of them) and [`ODD_SIZES`] (as many blocks in all). For each request
+//! size: the bytes requested, the bytes the caller may use (glibc's `malloc_usable_size`,
+//! the free list's [`FreeList::usable_size`], the size class), and the bytes handed out,
+//! tags and headers included (glibc: the usable size plus the chunk's 8-byte size word;
+//! the free list: the growth of its footprint − free bytes; the size-class heap: its own
+//! count of class bytes handed out). Internal fragmentation is
+//! (handed out − requested) / handed out. Then every other block is freed and the external
+//! fragmentation of the same heap is read, as above.
+//!
 //! It cannot see inside glibc's thread cache (up to seven chunks per size that `malloc`
 //! counts as in use), and the largest free block of both heaps includes the free space at
 //! the end of the heap (glibc's top chunk, the free list's wilderness): that space serves
@@ -34,6 +47,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::ptr::NonNull;
 
+use allockit::SizeClass;
 use allockit::freelist::{FreeList, Placement};
 use allockit::source::Reservation;
 use serde::{Deserialize, Serialize};
@@ -459,6 +473,426 @@ fn origin(block: Option<NonNull<u8>>, sorted: &[usize], options: &FragmentationO
     }
 }
 
+/// The request sizes of the odd-size pass: small enough that tags dominate (24), just
+/// above a size class (65, 257, 1100: the size-class heap rounds them up by most of a
+/// class spacing), and between classes (100, 200).
+pub const ODD_SIZES: [usize; 6] = [24, 65, 100, 200, 257, 1100];
+
+/// The alignment the internal-fragmentation passes ask for: what a struct of `u64`s needs.
+/// glibc aligns every block to 16 regardless; the free list rounds every block to 16.
+pub const PASS_ALIGN: usize = 8;
+
+/// Bytes of the size word in front of every glibc chunk: a chunk is its usable size plus
+/// this (glibc's `malloc_usable_size` is the chunk size less `CHUNK_HDR_SZ` plus
+/// `SIZE_SZ`, for chunks of the heap).
+pub const GLIBC_SIZE_WORD: usize = 8;
+
+/// The heaps whose internal fragmentation is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SizedHeap {
+    /// glibc's `malloc`: 16-byte granularity, an 8-byte size word per chunk.
+    Glibc,
+    /// allockit's boundary-tag free list: 16-byte granularity, 16 bytes of tags per block.
+    FreeList,
+    /// allockit's size-class heap: 40 classes, no per-block metadata.
+    SizeClass,
+}
+
+impl SizedHeap {
+    /// The three heaps, in table order.
+    pub const ALL: [SizedHeap; 3] = [SizedHeap::Glibc, SizedHeap::FreeList, SizedHeap::SizeClass];
+
+    /// Label for tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            SizedHeap::Glibc => "glibc malloc",
+            SizedHeap::FreeList => "allockit freelist",
+            SizedHeap::SizeClass => "allockit sizeclass",
+        }
+    }
+}
+
+/// The two passes of requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pass {
+    /// The experiment's small blocks, all of one size.
+    SmallBlocks,
+    /// [`ODD_SIZES`], an equal number of blocks each.
+    OddSizes,
+}
+
+impl Pass {
+    /// Both passes.
+    pub const ALL: [Pass; 2] = [Pass::SmallBlocks, Pass::OddSizes];
+
+    /// The request sizes and blocks per size of this pass at `options`.
+    pub fn requests(self, options: &FragmentationOptions) -> (Vec<usize>, usize) {
+        match self {
+            Pass::SmallBlocks => (vec![options.block_size], options.blocks),
+            Pass::OddSizes => (ODD_SIZES.to_vec(), (options.blocks / ODD_SIZES.len()).max(1)),
+        }
+    }
+
+    /// Label for tables.
+    pub fn label(self, options: &FragmentationOptions) -> String {
+        match self {
+            Pass::SmallBlocks => format!("{} B blocks", options.block_size),
+            Pass::OddSizes => "odd sizes".to_owned(),
+        }
+    }
+}
+
+/// The blocks of one request size, all live at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SizeGroup {
+    /// Bytes per request.
+    pub size: usize,
+    /// Requests made.
+    pub blocks: u64,
+    /// Bytes requested: `blocks × size`.
+    pub requested_bytes: u64,
+    /// Bytes the callers may use (the heap's usable size of each block, summed).
+    pub usable_bytes: u64,
+    /// Bytes handed out, tags and headers included.
+    pub handed_out_bytes: u64,
+}
+
+impl SizeGroup {
+    /// (handed out − requested) / handed out.
+    pub fn internal_fragmentation(&self) -> f64 {
+        if self.handed_out_bytes == 0 {
+            0.0
+        } else {
+            1.0 - self.requested_bytes as f64 / self.handed_out_bytes as f64
+        }
+    }
+
+    fn per_block(&self, bytes: u64) -> f64 {
+        if self.blocks == 0 { 0.0 } else { bytes as f64 / self.blocks as f64 }
+    }
+
+    /// Handed-out bytes per block.
+    pub fn handed_out_per_block(&self) -> f64 {
+        self.per_block(self.handed_out_bytes)
+    }
+
+    /// Rounding per block: usable − requested.
+    pub fn rounding_per_block(&self) -> f64 {
+        self.per_block(self.usable_bytes.saturating_sub(self.requested_bytes))
+    }
+
+    /// Tags and headers per block: handed out − usable.
+    pub fn tags_per_block(&self) -> f64 {
+        self.per_block(self.handed_out_bytes.saturating_sub(self.usable_bytes))
+    }
+
+    /// The groups added up (`size` 0).
+    pub fn total(groups: &[SizeGroup]) -> SizeGroup {
+        groups.iter().fold(SizeGroup::default(), |sum, g| SizeGroup {
+            size: 0,
+            blocks: sum.blocks + g.blocks,
+            requested_bytes: sum.requested_bytes + g.requested_bytes,
+            usable_bytes: sum.usable_bytes + g.usable_bytes,
+            handed_out_bytes: sum.handed_out_bytes + g.handed_out_bytes,
+        })
+    }
+}
+
+/// The free space of a heap with every other block of a pass freed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoleFigures {
+    /// Bytes the heap holds from the system or its source.
+    pub footprint_bytes: u64,
+    /// Bytes held but not handed out: free blocks (glibc, free list), or free slots and
+    /// uncarved slab space (size classes).
+    pub free_bytes: u64,
+    /// The largest free block; `None` for the size-class heap, whose free slots serve
+    /// only their own class (one slot is as good as any other of its class).
+    pub largest_free: Option<u64>,
+    /// Free blocks; `None` for the size-class heap.
+    pub free_blocks: Option<u64>,
+}
+
+impl HoleFigures {
+    /// 1 − largest free / free bytes, where the heap has a largest free block.
+    pub fn external_fragmentation(&self) -> Option<f64> {
+        let largest = self.largest_free?;
+        Some(if self.free_bytes == 0 { 0.0 } else { 1.0 - largest as f64 / self.free_bytes as f64 })
+    }
+}
+
+/// What one heap did with one pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InternalReport {
+    /// One group per request size, in request order.
+    pub groups: Vec<SizeGroup>,
+    /// The free space after every other block (of every size) was freed.
+    pub holes: HoleFigures,
+}
+
+/// The child task of the internal-fragmentation passes: one heap, one pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InternalRun {
+    /// The heap measured.
+    pub heap: SizedHeap,
+    /// Request sizes, allocated one size after the other.
+    pub sizes: Vec<usize>,
+    /// Blocks per request size.
+    pub blocks_per_size: usize,
+}
+
+impl ChildTask for InternalRun {
+    const NAME: &'static str = "internal-fragmentation";
+    type Output = InternalReport;
+
+    fn run(self) -> Result<InternalReport, LabError> {
+        if self.sizes.iter().any(|&size| size == 0 || size > MAX_LARGE_SIZE / 4) || self.blocks_per_size == 0
+        {
+            return Err(LabError::InvalidArgument {
+                flag: "--block-size",
+                reason: format!(
+                    "request sizes {:?} × {} blocks: sizes must be 1..={}",
+                    self.sizes,
+                    self.blocks_per_size,
+                    MAX_LARGE_SIZE / 4
+                ),
+            });
+        }
+        match self.heap {
+            SizedHeap::Glibc => {
+                run_pass(&mut GlibcSized { reader: MallocInfoReader::new()?, handed_out: 0 }, &self)
+            }
+            SizedHeap::FreeList => {
+                let bytes: usize = self.sizes.iter().map(|size| 2 * (size + 48) * self.blocks_per_size).sum();
+                let heap = FreeList::with_source(Reservation::new(bytes + (8 << 20)), Placement::FirstFit);
+                run_pass(&mut FreeListSized::warmed(heap)?, &self)
+            }
+            SizedHeap::SizeClass => run_pass(&mut SizeClassSized { heap: SizeClass::new() }, &self),
+        }
+    }
+}
+
+/// A heap as the internal-fragmentation passes use it.
+trait SizedHeapOps {
+    fn allocate(&mut self, layout: Layout) -> Option<NonNull<u8>>;
+    /// # Safety
+    /// `ptr` came from `allocate(layout)` and is not used afterwards.
+    unsafe fn release(&mut self, ptr: NonNull<u8>, layout: Layout);
+    /// The bytes the block at `ptr` offers its caller; `None` for a heap without per-block
+    /// metadata, where all of the handed-out block is the caller's.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of this heap.
+    unsafe fn usable(&self, ptr: NonNull<u8>) -> Option<u64>;
+    /// Bytes handed out so far and not freed, tags and headers included.
+    fn handed_out(&mut self) -> u64;
+    fn holes(&mut self) -> Result<HoleFigures, LabError>;
+}
+
+/// The bytes of glibc's chunk at `block`: its usable size and its size word.
+///
+/// # Safety
+/// `block` is a live block from `malloc`.
+unsafe fn chunk_bytes(block: NonNull<u8>) -> u64 {
+    // SAFETY: forwarded.
+    (unsafe { libc::malloc_usable_size(block.as_ptr().cast()) } + GLIBC_SIZE_WORD) as u64
+}
+
+struct GlibcSized {
+    reader: MallocInfoReader,
+    /// The chunks handed out, summed as they are allocated and freed.
+    handed_out: u64,
+}
+
+impl SizedHeapOps for GlibcSized {
+    fn allocate(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        // SAFETY: malloc has no preconditions; it aligns to 16, more than the passes ask.
+        let block = NonNull::new(unsafe { libc::malloc(layout.size()) }.cast::<u8>())?;
+        // SAFETY: a live block from malloc.
+        self.handed_out += unsafe { chunk_bytes(block) };
+        Some(block)
+    }
+
+    unsafe fn release(&mut self, ptr: NonNull<u8>, _layout: Layout) {
+        // SAFETY: forwarded: a live block from malloc.
+        self.handed_out -= unsafe { chunk_bytes(ptr) };
+        // SAFETY: forwarded: a live block from malloc, freed once.
+        unsafe { libc::free(ptr.as_ptr().cast()) }
+    }
+
+    unsafe fn usable(&self, ptr: NonNull<u8>) -> Option<u64> {
+        // SAFETY: forwarded: a live block from malloc.
+        Some(unsafe { libc::malloc_usable_size(ptr.as_ptr().cast()) } as u64)
+    }
+
+    fn handed_out(&mut self) -> u64 {
+        self.handed_out
+    }
+
+    fn holes(&mut self) -> Result<HoleFigures, LabError> {
+        let stats = self.reader.read()?;
+        Ok(HoleFigures {
+            footprint_bytes: stats.system_bytes,
+            free_bytes: stats.free_bytes,
+            largest_free: Some(stats.largest_free),
+            free_blocks: Some(stats.free_chunks),
+        })
+    }
+}
+
+struct FreeListSized {
+    heap: FreeList<Reservation>,
+}
+
+impl FreeListSized {
+    /// Makes the heap take its segment (one block allocated and freed), so that the
+    /// segment's own header and sentinels are in every later reading of
+    /// [`SizedHeapOps::handed_out`] and drop out of its differences.
+    fn warmed(heap: FreeList<Reservation>) -> Result<Self, LabError> {
+        let layout = Layout::new::<u64>();
+        let block = heap
+            .alloc(layout)
+            .map_err(|cause| LabError::HeapRefused { heap: "allockit freelist".into(), cause })?;
+        // SAFETY: the block just allocated, freed once.
+        unsafe { heap.free(block, layout) };
+        Ok(FreeListSized { heap })
+    }
+}
+
+impl SizedHeapOps for FreeListSized {
+    fn allocate(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        self.heap.alloc(layout).ok()
+    }
+
+    unsafe fn release(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded: a live block of this heap with this layout, freed once.
+        unsafe { self.heap.free(ptr, layout) }
+    }
+
+    unsafe fn usable(&self, ptr: NonNull<u8>) -> Option<u64> {
+        // SAFETY: forwarded: a live block of this heap.
+        Some(unsafe { self.heap.usable_size(ptr) } as u64)
+    }
+
+    /// Footprint less free bytes: every block in use, tags included, plus the segment's
+    /// fixed overhead (constant once the heap holds its one growing segment).
+    fn handed_out(&mut self) -> u64 {
+        (self.heap.stats().footprint_bytes - self.heap.free_stats().free_bytes) as u64
+    }
+
+    fn holes(&mut self) -> Result<HoleFigures, LabError> {
+        let free = self.heap.free_stats();
+        Ok(HoleFigures {
+            footprint_bytes: self.heap.stats().footprint_bytes as u64,
+            free_bytes: free.free_bytes as u64,
+            largest_free: Some(free.largest_free as u64),
+            free_blocks: Some(free.free_blocks as u64),
+        })
+    }
+}
+
+struct SizeClassSized {
+    heap: SizeClass,
+}
+
+impl SizeClassSized {
+    /// Class bytes of the blocks live now.
+    fn live_class_bytes(&self) -> u64 {
+        self.heap.class_stats().iter().map(|class| class.live_blocks() * class.class_size as u64).sum()
+    }
+}
+
+impl SizedHeapOps for SizeClassSized {
+    fn allocate(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        self.heap.alloc(layout).ok()
+    }
+
+    unsafe fn release(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded: a live block of this heap with this layout, freed once.
+        unsafe { self.heap.free(ptr, layout) }
+    }
+
+    /// A slot has no header: all of it (its class size) is the caller's.
+    unsafe fn usable(&self, _ptr: NonNull<u8>) -> Option<u64> {
+        None
+    }
+
+    fn handed_out(&mut self) -> u64 {
+        self.live_class_bytes()
+    }
+
+    fn holes(&mut self) -> Result<HoleFigures, LabError> {
+        let footprint = self.heap.stats().footprint_bytes as u64;
+        Ok(HoleFigures {
+            footprint_bytes: footprint,
+            free_bytes: footprint.saturating_sub(self.live_class_bytes()),
+            largest_free: None,
+            free_blocks: None,
+        })
+    }
+}
+
+fn run_pass(heap: &mut impl SizedHeapOps, run: &InternalRun) -> Result<InternalReport, LabError> {
+    // Allocated now, so that the passes allocate nothing but the blocks measured.
+    let mut blocks: Vec<(NonNull<u8>, Layout)> = Vec::with_capacity(run.sizes.len() * run.blocks_per_size);
+    let mut groups = Vec::with_capacity(run.sizes.len());
+    for &size in &run.sizes {
+        let layout = Layout::from_size_align(size, PASS_ALIGN)
+            .map_err(|e| LabError::InvalidArgument { flag: "--block-size", reason: e.to_string() })?;
+        let before = heap.handed_out();
+        let mut usable = Some(0);
+        for i in 0..run.blocks_per_size {
+            let block = heap.allocate(layout).ok_or_else(|| LabError::InvalidArgument {
+                flag: "--blocks",
+                reason: format!("the heap refused block {i} of {size} bytes"),
+            })?;
+            // SAFETY: the block holds `size` >= 1 writable bytes.
+            unsafe { block.as_ptr().write_volatile(i as u8) };
+            // SAFETY: a live block of this heap.
+            usable = usable.zip(unsafe { heap.usable(block) }).map(|(sum, bytes)| sum + bytes);
+            blocks.push((block, layout));
+        }
+        let handed_out = heap.handed_out() - before;
+        groups.push(SizeGroup {
+            size,
+            blocks: run.blocks_per_size as u64,
+            requested_bytes: (size * run.blocks_per_size) as u64,
+            usable_bytes: usable.unwrap_or(handed_out),
+            handed_out_bytes: handed_out,
+        });
+    }
+    for &(block, layout) in blocks.iter().step_by(2) {
+        // SAFETY: a live block of this heap, freed once (odd indices below).
+        unsafe { heap.release(block, layout) };
+    }
+    let holes = heap.holes()?;
+    for &(block, layout) in blocks.iter().skip(1).step_by(2) {
+        // SAFETY: a live block of this heap, freed once (even indices above).
+        unsafe { heap.release(block, layout) };
+    }
+    Ok(InternalReport { groups, holes })
+}
+
+/// One heap's internal-fragmentation pass, as the parent saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InternalPass {
+    /// Which heap.
+    pub heap: SizedHeap,
+    /// Which requests.
+    pub pass: Pass,
+    /// What the child measured.
+    pub report: InternalReport,
+}
+
+impl InternalPass {
+    /// Every group of the pass added up.
+    pub fn total(&self) -> SizeGroup {
+        SizeGroup::total(&self.report.groups)
+    }
+}
+
 /// One heap's run, as the parent saw it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeapRun {
@@ -475,6 +909,8 @@ pub struct FragmentationOutcome {
     pub options: FragmentationOptions,
     /// glibc first, then the free list.
     pub runs: Vec<HeapRun>,
+    /// Internal fragmentation: every pass on every [`SizedHeap`], pass by pass.
+    pub internal: Vec<InternalPass>,
 }
 
 impl FragmentationOutcome {
@@ -495,7 +931,23 @@ pub fn run(exe: &Path, options: &FragmentationOptions) -> Result<FragmentationOu
             Ok(HeapRun { heap, report })
         })
         .collect::<Result<Vec<_>, LabError>>()?;
-    Ok(FragmentationOutcome { options: *options, runs })
+    let mut internal = Vec::with_capacity(Pass::ALL.len() * SizedHeap::ALL.len());
+    for pass in Pass::ALL {
+        let (sizes, blocks_per_size) = pass.requests(options);
+        for heap in SizedHeap::ALL {
+            let task = InternalRun { heap, sizes: sizes.clone(), blocks_per_size };
+            let (report, _) = Launch::new(exe, &glibc).run(&task)?;
+            internal.push(InternalPass { heap, pass, report });
+        }
+    }
+    Ok(FragmentationOutcome { options: *options, runs, internal })
+}
+
+impl FragmentationOutcome {
+    /// The internal-fragmentation pass `pass` of `heap`.
+    pub fn internal_of(&self, heap: SizedHeap, pass: Pass) -> Option<&InternalPass> {
+        self.internal.iter().find(|p| p.heap == heap && p.pass == pass)
+    }
 }
 
 fn percent(fraction: f64) -> String {
@@ -559,6 +1011,33 @@ impl Outcome for FragmentationOutcome {
                 report::bytes(after.live_bytes as f64),
             ));
         }
+        for pass in Pass::ALL {
+            let figures: Vec<String> = SizedHeap::ALL
+                .iter()
+                .filter_map(|&heap| self.internal_of(heap, pass))
+                .map(|p| {
+                    let total = p.total();
+                    let external = match p.report.holes.external_fragmentation() {
+                        Some(external) => format!("{} external", percent(external)),
+                        None => "free slots per class, no largest hole".to_owned(),
+                    };
+                    format!(
+                        "{} {} internal ({:.1} B tags + {:.1} B rounding per block), {external}",
+                        p.heap.label(),
+                        percent(total.internal_fragmentation()),
+                        total.tags_per_block(),
+                        total.rounding_per_block(),
+                    )
+                })
+                .collect();
+            if !figures.is_empty() {
+                findings.push(format!(
+                    "{}, all live then every other freed: {}",
+                    pass.label(o),
+                    figures.join("; ")
+                ));
+            }
+        }
         findings
     }
 
@@ -619,7 +1098,74 @@ impl Outcome for FragmentationOutcome {
                 growth,
             ]);
         }
-        vec![steps, large]
+        let mut sizes = Table::new(
+            format!(
+                "Internal fragmentation per request size: bytes handed out for the bytes requested \
+                 (align {PASS_ALIGN}, all blocks live)"
+            ),
+            &[
+                "heap",
+                "pass",
+                "request",
+                "blocks",
+                "handed out / block",
+                "usable / block",
+                "tags",
+                "rounding",
+                "internal frag.",
+            ],
+        );
+        let mut passes = Table::new(
+            "Internal vs external fragmentation, same requests: all live, then every other block freed",
+            &[
+                "heap",
+                "pass",
+                "requested",
+                "handed out",
+                "internal frag.",
+                "free (held)",
+                "free blocks",
+                "largest free",
+                "ext. frag.",
+            ],
+        );
+        for pass in Pass::ALL {
+            for heap in SizedHeap::ALL {
+                let Some(p) = self.internal_of(heap, pass) else { continue };
+                let total = p.total();
+                let mut rows: Vec<(String, SizeGroup)> =
+                    p.report.groups.iter().map(|g| (format!("{} B", g.size), *g)).collect();
+                if p.report.groups.len() > 1 {
+                    rows.push(("all".to_owned(), total));
+                }
+                for (request, g) in rows {
+                    sizes.push(vec![
+                        heap.label().to_owned(),
+                        pass.label(&self.options),
+                        request,
+                        g.blocks.to_string(),
+                        format!("{:.1} B", g.handed_out_per_block()),
+                        format!("{:.1} B", g.per_block(g.usable_bytes)),
+                        format!("{:.1} B", g.tags_per_block()),
+                        format!("{:.1} B", g.rounding_per_block()),
+                        percent(g.internal_fragmentation()),
+                    ]);
+                }
+                let holes = &p.report.holes;
+                passes.push(vec![
+                    heap.label().to_owned(),
+                    pass.label(&self.options),
+                    report::bytes(total.requested_bytes as f64),
+                    report::bytes(total.handed_out_bytes as f64),
+                    percent(total.internal_fragmentation()),
+                    report::bytes(holes.free_bytes as f64),
+                    holes.free_blocks.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+                    holes.largest_free.map_or_else(|| "-".to_owned(), |n| report::bytes(n as f64)),
+                    holes.external_fragmentation().map_or_else(|| "- (slots per class)".to_owned(), percent),
+                ]);
+            }
+        }
+        vec![steps, large, sizes, passes]
     }
 
     fn csv_files(&self) -> Vec<CsvFile> {
@@ -654,7 +1200,37 @@ impl Outcome for FragmentationOutcome {
                 ]);
             }
         }
-        vec![CsvFile { file_name: "fragmentation.csv".into(), table }]
+        let mut internal = Table::new(
+            "",
+            &[
+                "heap",
+                "pass",
+                "request_bytes",
+                "blocks",
+                "requested_bytes",
+                "usable_bytes",
+                "handed_out_bytes",
+                "internal_fragmentation",
+            ],
+        );
+        for p in &self.internal {
+            for g in &p.report.groups {
+                internal.push(vec![
+                    p.heap.label().to_owned(),
+                    p.pass.label(&self.options),
+                    g.size.to_string(),
+                    g.blocks.to_string(),
+                    g.requested_bytes.to_string(),
+                    g.usable_bytes.to_string(),
+                    g.handed_out_bytes.to_string(),
+                    format!("{:.6}", g.internal_fragmentation()),
+                ]);
+            }
+        }
+        vec![
+            CsvFile { file_name: "fragmentation.csv".into(), table },
+            CsvFile { file_name: "internal_fragmentation.csv".into(), table: internal },
+        ]
     }
 
     fn charts(&self) -> Vec<Chart> {
@@ -726,7 +1302,27 @@ impl Outcome for FragmentationOutcome {
              all, of the small blocks are free: fragmentation costs resident memory even when no \
              byte leaks. (Over allockit's chunk source instead, the free list gives a segment back \
              as soon as it is entirely free, and the source decommits idle chunks above its \
-             retention cap.)\n",
+             retention cap.)\n\n",
+        );
+        text.push_str(
+            "### Internal and external fragmentation\n\n\
+             *External* fragmentation is free memory the heap holds in pieces too small for the \
+             request at hand: it appears when blocks are freed between live ones, and coalescing, \
+             placement and compaction fight it. *Internal* fragmentation is memory inside the \
+             blocks handed out that nobody asked for: the request rounded up to the heap's \
+             granularity or class, and the tags or headers each block carries. It is fixed at \
+             allocation time and stays until the block is freed.\n\n\
+             The two designs trade one for the other. A free list cuts a block to the request \
+             (16-byte granularity), so its rounding stays under 16 bytes, but it pays 16 bytes of \
+             tags per block (glibc 8) — most of a 24-byte request — and, once blocks of mixed \
+             sizes die in any order, its holes are of every size: external fragmentation. A \
+             size-class heap keeps no per-block metadata and puts each size in slabs of its own \
+             class, so a freed slot fits the next request of its class exactly: no hole is too \
+             small for the requests that go there, and 'largest free block' has no meaning. It \
+             pays for that up front, rounding every request up to its class: by up to one class \
+             spacing, a quarter of the power of two below the request, which is up to 20% of \
+             the request above 64 bytes (65 → 80, 257 → 320, 1100 → 1280); and its free \
+             memory is stranded per class: free slots of one class cannot serve another.\n",
         );
         text
     }

@@ -11,6 +11,7 @@ pub mod fragmentation;
 pub mod malloc_path;
 pub mod placement;
 pub mod profile;
+pub mod properties;
 pub mod services;
 pub mod size_classes;
 pub mod swap;
@@ -46,4 +47,5 @@ at_scale!(
     profile::ProfiledWorkload,
     malloc_path::MallocPath,
     tune::TuneWorkload,
+    properties::PropertiesOptions,
 );
