@@ -198,3 +198,36 @@ async fn both_clients_count_statuses_closes_and_lost_connections_alike() {
         assert_eq!((errors.io, errors.connect, errors.timeout), (40, 0, 0), "{client:?}: {errors:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_left_at_the_end_is_drained_and_measured_not_dropped() {
+    // One connection to a server taking 20 ms per request carries about 50 rps: at 100 rps
+    // for 1 s, half the window's requests are still due when it ends.
+    let server = TestServer::start(Behaviour::Delay(Duration::from_millis(20)), None).await;
+    let report =
+        run_load(&config(&server, 100.0, Duration::from_secs(1), 1), RunHooks::default()).await.unwrap();
+    let requests = &report.requests;
+    assert_eq!((requests.scheduled, requests.ok, requests.unsent), (100, 100, 0), "{requests:?}");
+    assert_eq!(server.received(), 100);
+    assert!(requests.late >= 30, "the drained requests went out late: {requests:?}");
+    // The rate is over the time the requests took (about 2 s), not the 1 s window.
+    assert!(report.measured_s >= 1.5, "measured over {} s", report.measured_s);
+    assert!(report.achieved_rps < 70.0, "achieved {} rps", report.achieved_rps);
+    let latency = report.latency.expect("latency");
+    assert!(latency.max_ms >= 500.0, "the last request waited about a second: {} ms", latency.max_ms);
+    assert!(report.render_summary().contains("0 never sent"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_ends_with_the_request_timeout_and_what_is_left_is_unsent() {
+    let server = TestServer::start(Behaviour::Delay(Duration::from_millis(100)), None).await;
+    let mut short = config(&server, 100.0, Duration::from_secs(1), 1);
+    short.timeout = Duration::from_millis(300);
+    let report = run_load(&short, RunHooks::default()).await.unwrap();
+    let requests = &report.requests;
+    // About 13 requests fit in the 1 s window plus the 0.3 s drain.
+    assert!(requests.unsent >= 50, "{requests:?}");
+    assert_eq!(requests.attempted + requests.unsent, requests.scheduled, "{requests:?}");
+    assert_eq!(server.received(), requests.attempted);
+    assert!(report.render_summary().contains("still waiting when the drain after the end ran out"));
+}
