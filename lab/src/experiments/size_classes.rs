@@ -6,7 +6,7 @@
 //!
 //! * allockit's boundary-tag [`allockit::freelist`]: one list of free blocks of every size,
 //!   searched. Twice: LIFO first fit, its default, and best fit, which on this trace
-//!   keeps far fewer free blocks and so searches less (task 7);
+//!   keeps far fewer free blocks, so that each step of its search is cheaper (task 7);
 //! * [`allockit::sizeclass`]: 40 classes, one free list per class, the class found by
 //!   arithmetic, O(1) allocation and free; requests above 16 KiB take a large path (a
 //!   best-fit free list).
@@ -106,7 +106,7 @@ pub enum Contender {
     /// The free list, LIFO first fit (its default).
     FreeListFirstFit,
     /// The free list, best fit: on this trace it keeps far fewer free blocks than first
-    /// fit, so it searches less (task 7).
+    /// fit, in less memory, so each step of its search is cheaper (task 7).
     FreeListBestFit,
     /// The size-class heap.
     SizeClass,
