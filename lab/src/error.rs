@@ -62,6 +62,9 @@ pub enum LabError {
     /// A program an experiment runs (such as `strace`) is not installed.
     #[error("{tool} is not installed; install it with `{install}` (scripts/install-deps does)")]
     ToolMissing { tool: &'static str, install: String },
+    /// A system call that reads a clock or a counter of this process failed.
+    #[error("{call} failed: {cause}")]
+    SystemCall { call: &'static str, cause: std::io::Error },
     /// A chart could not be drawn.
     #[error("chart {path}: {reason}")]
     Chart { path: PathBuf, reason: String },

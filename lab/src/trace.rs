@@ -141,6 +141,10 @@ pub fn generate(shape: TraceShape) -> Trace {
 pub trait TraceHeap: Heap {
     /// The heap's figures now.
     fn sample(&self, operation: usize) -> HeapSample;
+
+    /// Free-list entries the heap's allocation searches have looked at so far: the work of
+    /// its placement policy (0 for a heap that never searches).
+    fn searched_blocks(&self) -> u64;
 }
 
 /// A heap's figures at one point of a replay.
@@ -180,6 +184,10 @@ impl<S: SpanSource> TraceHeap for FreeList<S> {
             largest_free: free.largest_free as u64,
         }
     }
+
+    fn searched_blocks(&self) -> u64 {
+        self.free_stats().searched_blocks
+    }
 }
 
 impl<S: SpanSource> TraceHeap for SizeClass<S> {
@@ -193,6 +201,11 @@ impl<S: SpanSource> TraceHeap for SizeClass<S> {
             free_blocks: 0,
             largest_free: 0,
         }
+    }
+
+    /// Small requests take the head of their class's list; only the large path searches.
+    fn searched_blocks(&self) -> u64 {
+        self.large().free_stats().searched_blocks
     }
 }
 
@@ -245,16 +258,84 @@ fn replay_ops<H: TraceHeap>(heap: &H, ops: &[Op], slots: &mut Slots, name: &str)
     Ok(())
 }
 
-/// Replays the whole trace and returns how long it took, in seconds.
+/// One timed replay of a whole trace.
+///
+/// Wall-clock time is what a user waits; the thread's CPU time leaves out the time the
+/// kernel gave the CPU to other processes (on a loaded machine, most of the difference),
+/// and `preemptions` counts how often that happened. What load does to the CPU time itself
+/// (other processes evicting this one's cache lines) shows in the CPU time per free-list
+/// entry searched, which the experiments print beside it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Round {
+    /// Wall-clock seconds.
+    pub wall_secs: f64,
+    /// Seconds of CPU time of the replaying thread (`CLOCK_THREAD_CPUTIME_ID`).
+    pub cpu_secs: f64,
+    /// Involuntary context switches of the replaying thread (`getrusage(RUSAGE_THREAD)`'s
+    /// `ru_nivcsw`): times the kernel took the CPU away mid-replay.
+    pub preemptions: u64,
+    /// Free-list entries the heap's searches looked at during this replay.
+    pub searched_blocks: u64,
+}
+
+impl Round {
+    /// Operations per wall-clock second.
+    pub fn ops_per_sec(&self, ops: usize) -> f64 {
+        ops as f64 / self.wall_secs.max(f64::MIN_POSITIVE)
+    }
+
+    /// The share of the wall-clock time the thread was on a CPU (1 on an idle machine).
+    pub fn cpu_share(&self) -> f64 {
+        self.cpu_secs / self.wall_secs.max(f64::MIN_POSITIVE)
+    }
+}
+
+/// The replaying thread's CPU time so far, in seconds.
+fn thread_cpu_secs() -> Result<f64, LabError> {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer to ours.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0 {
+        let cause = std::io::Error::last_os_error();
+        return Err(LabError::SystemCall { call: "clock_gettime(CLOCK_THREAD_CPUTIME_ID)", cause });
+    }
+    Ok(now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9)
+}
+
+/// The replaying thread's involuntary context switches so far.
+fn thread_preemptions() -> Result<u64, LabError> {
+    // SAFETY: rusage is plain data; zeroed is a valid value for getrusage to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes only into `usage`.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } != 0 {
+        let cause = std::io::Error::last_os_error();
+        return Err(LabError::SystemCall { call: "getrusage(RUSAGE_THREAD)", cause });
+    }
+    Ok(usage.ru_nivcsw.max(0) as u64)
+}
+
+/// Replays the whole trace and measures it ([`Round`]).
 pub fn replay_timed<H: TraceHeap>(
     heap: &H,
     trace: &Trace,
     slots: &mut Slots,
     name: &str,
-) -> Result<f64, LabError> {
+) -> Result<Round, LabError> {
+    // The clocks nest, wall clock innermost, so that the CPU time counts the replay and
+    // the reading of the wall clock only.
+    let searched_before = heap.searched_blocks();
+    let switches_before = thread_preemptions()?;
+    let cpu_before = thread_cpu_secs()?;
     let started = Instant::now();
     replay_ops(heap, &trace.ops, slots, name)?;
-    Ok(started.elapsed().as_secs_f64())
+    let wall_secs = started.elapsed().as_secs_f64();
+    let cpu_after = thread_cpu_secs()?;
+    let switches_after = thread_preemptions()?;
+    Ok(Round {
+        wall_secs,
+        cpu_secs: cpu_after - cpu_before,
+        preemptions: switches_after.saturating_sub(switches_before),
+        searched_blocks: heap.searched_blocks() - searched_before,
+    })
 }
 
 /// Replays the whole trace, sampling the heap's figures `samples` times at even intervals
@@ -284,9 +365,135 @@ pub fn median(values: &[f64]) -> f64 {
     sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// A figure measured once per round: its median and its range.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Spread {
+    /// The median round ([`median`]).
+    pub median: f64,
+    /// The lowest round.
+    pub min: f64,
+    /// The highest round.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values` (all 0 when empty).
+    pub fn of(values: &[f64]) -> Spread {
+        if values.is_empty() {
+            return Spread::default();
+        }
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Spread { median: median(values), min, max }
+    }
+
+    /// Whether the two ranges share a value: where they do, the rounds do not order the two.
+    pub fn overlaps(&self, other: &Spread) -> bool {
+        self.min <= other.max && other.min <= self.max
+    }
+
+    /// The same spread in other units (every figure × `factor`).
+    pub fn scaled(self, factor: f64) -> Spread {
+        Spread { median: self.median * factor, min: self.min * factor, max: self.max * factor }
+    }
+
+    /// `median (min–max)`, each with `decimals` decimals.
+    pub fn show(&self, decimals: usize) -> String {
+        format!("{:.d$} ({:.d$}–{:.d$})", self.median, self.min, self.max, d = decimals)
+    }
+
+    /// `median× (min–max)`, for ratios.
+    pub fn show_ratio(&self) -> String {
+        format!("{} ({:.2}–{:.2})", crate::report::ratio(self.median), self.min, self.max)
+    }
+}
+
+/// The fewest rounds from which a comparison claims an ordering.
+pub const MIN_ROUNDS_TO_ORDER: usize = 3;
+
+/// How two contenders compare on a figure measured per round, higher being better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Fewer than [`MIN_ROUNDS_TO_ORDER`] rounds: no claim either way.
+    TooFewRounds,
+    /// The ranges overlap: the rounds do not order the two.
+    Overlap,
+    /// Higher in every round: the first's lowest round is above the second's highest.
+    Higher,
+    /// Lower in every round.
+    Lower,
+}
+
+impl Order {
+    /// How `a` compares with `b`, over `rounds` alternating rounds.
+    pub fn of(a: &Spread, b: &Spread, rounds: usize) -> Order {
+        if rounds < MIN_ROUNDS_TO_ORDER {
+            Order::TooFewRounds
+        } else if a.overlaps(b) {
+            Order::Overlap
+        } else if a.min > b.max {
+            Order::Higher
+        } else {
+            Order::Lower
+        }
+    }
+}
+
+/// The verdict line of a throughput comparison: `a` against `b` (operations per second,
+/// one value per round), an ordering only where the ranges do not overlap.
+pub fn throughput_verdict(a: (&str, &Spread), b: (&str, &Spread), rounds: usize) -> String {
+    let ((a_name, a_ops), (b_name, b_ops)) = (a, b);
+    let (a_m, b_m) = (a_ops.scaled(1e-6), b_ops.scaled(1e-6));
+    let ranges = format!(
+        "{:.2}–{:.2} vs {:.2}–{:.2} M ops/s over {rounds} rounds",
+        a_m.min, a_m.max, b_m.min, b_m.max
+    );
+    match Order::of(a_ops, b_ops, rounds) {
+        Order::TooFewRounds => format!(
+            "verdict: {a_name} vs {b_name}: no ordering, {rounds} round(s) (an ordering needs at least \
+             {MIN_ROUNDS_TO_ORDER})"
+        ),
+        Order::Overlap => {
+            format!("verdict: {a_name} vs {b_name}: no ordering, the ranges overlap ({ranges})")
+        }
+        Order::Higher => {
+            format!(
+                "verdict: {a_name} is faster than {b_name} in every round: {ranges}, the ranges do not overlap"
+            )
+        }
+        Order::Lower => {
+            format!(
+                "verdict: {a_name} is slower than {b_name} in every round: {ranges}, the ranges do not overlap"
+            )
+        }
+    }
+}
+
+/// `numerators[i] / denominators[i]` round by round (rounds whose denominator is 0 are
+/// left out).
+pub fn per_round_ratios(numerators: &[f64], denominators: &[f64]) -> Vec<f64> {
+    numerators.iter().zip(denominators).filter(|(_, d)| **d > 0.0).map(|(n, d)| n / d).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spread_is_the_median_and_the_range_and_orders_only_apart() {
+        let spread = Spread::of(&[3.0, 1.0, 2.0, 5.0, 4.0]);
+        assert_eq!(spread, Spread { median: 3.0, min: 1.0, max: 5.0 });
+        assert_eq!(spread.show(1), "3.0 (1.0–5.0)");
+        let apart = Spread::of(&[6.0, 7.0, 8.0]);
+        let touching = Spread::of(&[5.0, 9.0, 7.0]);
+        assert!(!spread.overlaps(&apart) && spread.overlaps(&touching));
+        assert_eq!(Order::of(&apart, &spread, 3), Order::Higher);
+        assert_eq!(Order::of(&spread, &apart, 3), Order::Lower);
+        assert_eq!(Order::of(&touching, &spread, 3), Order::Overlap);
+        assert_eq!(Order::of(&apart, &spread, 2), Order::TooFewRounds);
+        assert_eq!(Spread::of(&[]), Spread::default());
+        assert_eq!(per_round_ratios(&[4.0, 9.0, 1.0], &[2.0, 3.0, 0.0]), [2.0, 3.0]);
+    }
 
     #[test]
     fn every_allocation_is_freed_exactly_once_after_it_was_made() {

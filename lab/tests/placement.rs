@@ -1,9 +1,12 @@
 mod support;
 
+use std::process::Command;
+
 use allockit::freelist::{FreeOrder, Placement};
 use allockit_lab::placement::{self, PlacementOptions, Policy};
 use allockit_lab::process::{Machine, TempDir};
 use allockit_lab::report;
+use support::rounds::{self, PrintedSpread, Verdict};
 
 #[test]
 fn best_fit_never_needs_more_memory_than_first_fit_on_the_same_trace() {
@@ -43,9 +46,26 @@ fn best_fit_never_needs_more_memory_than_first_fit_on_the_same_trace() {
             assert!(sample.largest_free <= sample.free_bytes, "{name}: {sample:?}");
             assert!((0.0..=1.0).contains(&sample.external_fragmentation()), "{name}: {sample:?}");
         }
-        assert_eq!(run.round_secs.len(), options.rounds);
-        assert!(run.round_secs.iter().all(|s| s.is_finite() && *s > 0.0), "{name}: {:?}", run.round_secs);
+        assert_eq!(run.rounds.len(), options.rounds);
+        for round in &run.rounds {
+            assert!(round.wall_secs.is_finite() && round.wall_secs > 0.0, "{name}: {round:?}");
+            assert!(
+                round.cpu_secs > 0.0 && round.cpu_secs <= round.wall_secs * 1.01 + 1e-3,
+                "{name}: {round:?}"
+            );
+            assert_eq!(
+                round.searched_blocks, run.searched_blocks,
+                "{name}: the replay is deterministic, so every round searches the same blocks"
+            );
+        }
+        assert!(
+            run.searched_per_allocation(options.trace.allocations) >= 1.0,
+            "{name}: every search looks at one"
+        );
+        let speed = outcome.speed_vs_first_fit(run);
+        assert!(speed.min <= speed.median && speed.median <= speed.max, "{name}: {speed:?}");
     }
+    assert_eq!(outcome.speed_vs_first_fit(first).median, 1.0);
 
     let dir = TempDir::new("placement-test").unwrap();
     report::write_outcome(dir.path(), &outcome, &Machine::describe()).unwrap();
@@ -69,4 +89,47 @@ fn the_same_seed_gives_the_same_footprints_and_another_seed_another_trace() {
     let mut other = options;
     other.trace.seed += 1;
     assert_ne!(placement::run(&other).unwrap().peak_live_bytes, once.peak_live_bytes);
+}
+
+fn lab_placement(args: &[&str]) -> String {
+    let output =
+        Command::new(support::lab_exe()).arg("placement").args(args).output().expect("run allockit-lab");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+#[test]
+fn the_printed_table_gives_medians_with_ranges_and_the_verdict_orders_only_apart_ranges() {
+    let text = lab_placement(&["--quick", "--rounds", "3"]);
+    assert!(text.contains("over 3 alternating rounds"), "{text}");
+    let time = rounds::table(&text, "Time:");
+    let names: Vec<&str> = time.iter().map(|row| row["policy"].as_str()).collect();
+    assert_eq!(names, ["first-fit", "next-fit", "best-fit", "first-fit FIFO"]);
+    for row in &time {
+        for column in [
+            "M ops/s",
+            "speed vs first fit",
+            "CPU-time speed vs first fit",
+            "CPU ns/searched block",
+            "CPU share",
+        ] {
+            let spread =
+                PrintedSpread::parse(&row[column]).unwrap_or_else(|| panic!("{column}: {:?}", row[column]));
+            assert!(spread.is_ordered(), "{}: {column} {spread:?}", row["policy"]);
+        }
+        let searched: f64 = row["searched/alloc"].parse().expect("searched/alloc is a number");
+        assert!(searched >= 1.0, "{row:?}");
+        let share = PrintedSpread::parse(&row["CPU share"]).unwrap();
+        assert!(share.max <= 102.0, "CPU time is at most the wall-clock time: {row:?}");
+    }
+    assert_eq!(time[0]["speed vs first fit"], "1.00× (1.00–1.00)");
+    rounds::check_verdicts(&text, &time, "policy", 3);
+}
+
+#[test]
+fn one_round_orders_nothing() {
+    let text = lab_placement(&["--quick", "--rounds", "1", "--allocations", "2000"]);
+    let time = rounds::table(&text, "Time:");
+    let verdicts = rounds::check_verdicts(&text, &time, "policy", 1);
+    assert!(verdicts.iter().all(|v| matches!(v, Verdict::TooFewRounds { .. })), "{verdicts:?}");
 }

@@ -306,6 +306,9 @@ pub(super) struct Blocks {
     pub(super) segment_count: usize,
     pub(super) footprint: usize,
     pub(super) peak_footprint: usize,
+    /// Free-list entries looked at by allocation searches, over the heap's life: the work
+    /// the placement policy does, which no other counter shows.
+    pub(super) searched: u64,
 }
 
 impl Blocks {
@@ -322,6 +325,7 @@ impl Blocks {
             segment_count: 0,
             footprint: 0,
             peak_footprint: 0,
+            searched: 0,
         }
     }
 
@@ -416,29 +420,37 @@ impl Blocks {
     }
 
     /// Finds a free block for `need` bytes aligned to `align`, by the placement policy.
-    /// Returns the block and the lead to skip.
+    /// Returns the block and the lead to skip. Adds the entries it looked at to `searched`
+    /// (one add per search; the count itself lives in a register).
     #[inline]
     unsafe fn find(&mut self, need: usize, align: usize) -> Option<(*mut u8, usize)> {
+        let mut looked_at = 0u64;
         // SAFETY: every entry of the free list is a free block of a live segment, so
         // reading its tag and its links is valid; the walks stop at the null end.
-        unsafe {
+        let found = unsafe {
             match self.placement {
                 Placement::FirstFit => {
                     let mut block = self.free_head;
+                    let mut found = None;
                     while !block.is_null() {
+                        looked_at += 1;
                         if let Some(lead) = Self::lead_for(block, size_of_block(block), need, align) {
-                            return Some((block, lead));
+                            found = Some((block, lead));
+                            break;
                         }
                         block = (*links(block)).next;
                     }
-                    None
+                    found
                 }
                 Placement::NextFit => {
                     let start = if self.rover.is_null() { self.free_head } else { self.rover };
                     let mut block = start;
+                    let mut found = None;
                     while !block.is_null() {
+                        looked_at += 1;
                         if let Some(lead) = Self::lead_for(block, size_of_block(block), need, align) {
-                            return Some((block, lead));
+                            found = Some((block, lead));
+                            break;
                         }
                         block = (*links(block)).next;
                         if block.is_null() && start != self.free_head {
@@ -448,27 +460,30 @@ impl Blocks {
                             break;
                         }
                     }
-                    None
+                    found
                 }
                 Placement::BestFit => {
                     let mut best: Option<(*mut u8, usize, usize)> = None;
                     let mut block = self.free_head;
                     while !block.is_null() {
+                        looked_at += 1;
                         let size = size_of_block(block);
                         if let Some(lead) = Self::lead_for(block, size, need, align)
                             && best.is_none_or(|(_, _, best_size)| size < best_size)
                         {
-                            if size == need + lead {
-                                return Some((block, lead));
-                            }
                             best = Some((block, lead, size));
+                            if size == need + lead {
+                                break;
+                            }
                         }
                         block = (*links(block)).next;
                     }
                     best.map(|(block, lead, _)| (block, lead))
                 }
             }
-        }
+        };
+        self.searched += looked_at;
+        found
     }
 
     /// Allocates a block of `need` bytes (from [`block_size_for`]) whose payload is

@@ -107,6 +107,11 @@ pub struct FreeStats {
     pub segments: usize,
     /// The most bytes ever held from the source.
     pub peak_footprint_bytes: usize,
+    /// Free-list entries that allocation searches looked at, over the heap's life. Divided
+    /// by [`Stats::allocations`] it is the mean walk per allocation:
+    /// what a placement policy costs, since every entry is a block header read from
+    /// wherever the block lies.
+    pub searched_blocks: u64,
 }
 
 impl FreeStats {
@@ -473,6 +478,7 @@ impl<S: SpanSource> FreeList<S> {
             largest_free: blocks.largest_free(),
             segments: blocks.segment_count,
             peak_footprint_bytes: blocks.peak_footprint,
+            searched_blocks: blocks.searched,
         }
     }
 }

@@ -177,6 +177,25 @@ fn next_fit_resumes_where_the_previous_search_stopped() {
     assert_ne!(next, h512);
 }
 
+#[test]
+fn searches_count_the_free_list_entries_they_look_at() {
+    let searched = |heap: &FreeList<BufferSource<'_>>| heap.free_stats().searched_blocks;
+    // The list reads 512, 256, 1024 from its head, and nothing else is free.
+    let mut memory = buffer(8 * 1024);
+    let (first, _) = heap_with_three_holes(&mut memory, Placement::FirstFit);
+    let before = searched(&first);
+    alloc_checked(&first, 200); // the head fits
+    assert_eq!(searched(&first) - before, 1);
+    alloc_checked(&first, 600); // the rest of the 512 hole, 256, then 1024
+    assert_eq!(searched(&first) - before, 1 + 3);
+
+    let mut memory = buffer(8 * 1024);
+    let (best, _) = heap_with_three_holes(&mut memory, Placement::BestFit);
+    let before = searched(&best);
+    alloc_checked(&best, 200); // best fit looks at every entry
+    assert_eq!(searched(&best) - before, 3);
+}
+
 /// Two equal holes, the first freed first, and a wilderness at the end.
 fn two_holes(heap: &FreeList<BufferSource<'_>>) -> (NonNull<u8>, NonNull<u8>) {
     let older = alloc_checked(heap, 200);

@@ -7,10 +7,22 @@
 //!
 //! * once with sampling: live bytes, footprint, free bytes and the largest free block,
 //!   `samples` times over the run — fragmentation and footprint over time;
-//! * `rounds` times timed, the policies interleaved round by round so that background
-//!   load falls on all of them alike; the median round gives the throughput. The sampled
-//!   run comes first and leaves the chunk source's pages committed, so the timed rounds
-//!   measure the policy, not page faults.
+//! * `rounds` times timed, the policies alternating round by round so that background
+//!   load falls on all of them alike. Each policy's throughput is the median round with
+//!   the range over the rounds; its speed against first fit is the median and range of the
+//!   per-round ratios (a round's policies ran back to back, under the same load). The
+//!   verdict orders two policies only where their ranges do not overlap, over at least
+//!   three rounds. The sampled run comes first and leaves the chunk source's pages
+//!   committed, so the timed rounds measure the policy, not page faults.
+//!
+//! **Where the time goes.** Every round also counts the free-list entries the searches
+//! looked at ([`allockit::freelist::FreeStats::searched_blocks`]; the same in every round,
+//! since the replay is deterministic), the replaying thread's CPU time and how often the
+//! kernel preempted it. Blocks searched per allocation is the work a policy does; CPU
+//! nanoseconds per searched block is what each step cost, which is a cache question: each
+//! step reads the header of a block that may lie anywhere in the heap. Both wall-clock and
+//! CPU-time ratios are printed, so a reader can tell time lost to other processes (wall
+//! only) from steps made slower by them (CPU time too).
 //!
 //! Peak footprint is the most the heap ever held from its chunk source; heap efficiency is
 //! peak live bytes / peak footprint. The footprint moves by whole segments (256 KiB on the
@@ -18,9 +30,9 @@
 //! External fragmentation is 1 − largest free block / free bytes; it counts the free space
 //! at the end of each segment too, which serves requests like any other free block.
 //!
-//! One trace, one seed: other seeds move the numbers by some percent (`--seed`); the
-//! ordering of the policies is what to look at. Throughput on a shared machine varies
-//! from run to run; compare the ratios, measured in the same run.
+//! One trace, one seed: other seeds move the numbers by some percent (`--seed`). The
+//! footprints and search counts are the same in every run; throughput, and the ratios of
+//! throughputs, move with the machine's load (see the ranges).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -31,7 +43,7 @@ use allockit::source::{ChunkConfig, ChunkSource};
 use crate::LabError;
 use crate::chart::{Chart, ChartKind, LinePanel, Series};
 use crate::report::{self, CsvFile, Outcome, Table};
-use crate::trace::{self, HeapSample, Slots, Trace, TraceShape};
+use crate::trace::{self, HeapSample, Round, Slots, Spread, Trace, TraceShape};
 
 /// A placement policy and the order of the free list it searches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,9 +101,10 @@ impl PlacementOptions {
         PlacementOptions { trace: TraceShape { allocations: 200_000, seed: 7 }, rounds: 5, samples: 200 }
     }
 
-    /// The test-suite version: 10,000 allocations, one timed round.
+    /// The test-suite version: 10,000 allocations, three timed rounds (the fewest that
+    /// may order two policies).
     pub fn quick() -> Self {
-        PlacementOptions { trace: TraceShape { allocations: 10_000, seed: 7 }, rounds: 1, samples: 50 }
+        PlacementOptions { trace: TraceShape { allocations: 10_000, seed: 7 }, rounds: 3, samples: 50 }
     }
 
     /// Refuses sizes that measure nothing, naming the flag.
@@ -129,14 +142,48 @@ pub struct PolicyRun {
     pub samples: Vec<HeapSample>,
     /// The most bytes the heap held from its source.
     pub peak_footprint_bytes: u64,
-    /// Seconds of each timed replay.
-    pub round_secs: Vec<f64>,
+    /// Free-list entries the searches looked at during the sampled replay.
+    pub searched_blocks: u64,
+    /// The timed replays, in order.
+    pub rounds: Vec<Round>,
 }
 
 impl PolicyRun {
-    /// Operations per second in the median round.
-    pub fn ops_per_sec(&self, trace_ops: usize) -> f64 {
-        trace_ops as f64 / trace::median(&self.round_secs).max(f64::MIN_POSITIVE)
+    /// Operations per second: median and range over the rounds.
+    pub fn throughput(&self, trace_ops: usize) -> Spread {
+        Spread::of(&self.per_round(|round| round.ops_per_sec(trace_ops)))
+    }
+
+    /// Free-list entries looked at per allocation.
+    pub fn searched_per_allocation(&self, allocations: usize) -> f64 {
+        self.searched_blocks as f64 / allocations.max(1) as f64
+    }
+
+    /// CPU nanoseconds per free-list entry looked at, over the rounds: the cost of one
+    /// step of the search (the rest of the replay's work included, so an upper bound).
+    pub fn cpu_ns_per_searched_block(&self) -> Spread {
+        Spread::of(
+            &self
+                .rounds
+                .iter()
+                .filter(|round| round.searched_blocks > 0)
+                .map(|round| round.cpu_secs * 1e9 / round.searched_blocks as f64)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// The share of each round's wall-clock time the thread was on a CPU.
+    pub fn cpu_share(&self) -> Spread {
+        Spread::of(&self.per_round(Round::cpu_share))
+    }
+
+    /// Times the kernel preempted the replay, per round.
+    pub fn preemptions(&self) -> Spread {
+        Spread::of(&self.per_round(|round| round.preemptions as f64))
+    }
+
+    fn per_round(&self, figure: impl Fn(&Round) -> f64) -> Vec<f64> {
+        self.rounds.iter().map(figure).collect()
     }
 
     /// Mean external fragmentation over the samples taken while blocks were live.
@@ -179,6 +226,42 @@ impl PlacementOutcome {
         self.runs.first()
     }
 
+    /// How many times first fit's time `run` took, round by round (wall clock): median
+    /// and range of the per-round ratios.
+    pub fn speed_vs_first_fit(&self, run: &PolicyRun) -> Spread {
+        self.ratio_to_first_fit(run, |round| round.wall_secs)
+    }
+
+    /// The same ratio on the replaying thread's CPU time: what is left when the time the
+    /// machine gave to other processes is taken out.
+    pub fn cpu_speed_vs_first_fit(&self, run: &PolicyRun) -> Spread {
+        self.ratio_to_first_fit(run, |round| round.cpu_secs)
+    }
+
+    fn ratio_to_first_fit(&self, run: &PolicyRun, secs: impl Fn(&Round) -> f64) -> Spread {
+        let Some(first) = self.first_fit() else { return Spread::default() };
+        let first_secs: Vec<f64> = first.rounds.iter().map(&secs).collect();
+        let run_secs: Vec<f64> = run.rounds.iter().map(&secs).collect();
+        Spread::of(&trace::per_round_ratios(&first_secs, &run_secs))
+    }
+
+    /// One verdict line per pair of policies: an ordering only where the throughput
+    /// ranges do not overlap.
+    pub fn verdicts(&self) -> Vec<String> {
+        let rounds = self.options.rounds;
+        let mut lines = Vec::new();
+        for (i, a) in self.runs.iter().enumerate() {
+            for b in &self.runs[i + 1..] {
+                lines.push(trace::throughput_verdict(
+                    (&a.policy.label(), &a.throughput(self.trace_ops)),
+                    (&b.policy.label(), &b.throughput(self.trace_ops)),
+                    rounds,
+                ));
+            }
+        }
+        lines
+    }
+
     /// Peak live bytes / peak footprint of a run.
     pub fn efficiency(&self, run: &PolicyRun) -> f64 {
         self.peak_live_bytes as f64 / run.peak_footprint_bytes.max(1) as f64
@@ -196,8 +279,14 @@ pub fn run(options: &PlacementOptions) -> Result<PlacementOutcome, LabError> {
         let source = warm_chunk_source()?;
         let heap = policy.heap(Arc::clone(&source));
         let samples = trace::replay_sampled(&heap, &trace, &mut slots, options.samples, &policy.label())?;
-        let peak_footprint_bytes = heap.free_stats().peak_footprint_bytes as u64;
-        runs.push(PolicyRun { policy, samples, peak_footprint_bytes, round_secs: Vec::new() });
+        let free = heap.free_stats();
+        runs.push(PolicyRun {
+            policy,
+            samples,
+            peak_footprint_bytes: free.peak_footprint_bytes as u64,
+            searched_blocks: free.searched_blocks,
+            rounds: Vec::new(),
+        });
         sources.push(source);
     }
     time_rounds(&trace, &mut slots, options.rounds, &mut runs, &sources)?;
@@ -219,7 +308,7 @@ fn time_rounds(
     for _ in 0..rounds {
         for (run, source) in runs.iter_mut().zip(sources) {
             let heap = run.policy.heap(Arc::clone(source));
-            run.round_secs.push(trace::replay_timed(&heap, trace, slots, &run.policy.label())?);
+            run.rounds.push(trace::replay_timed(&heap, trace, slots, &run.policy.label())?);
         }
     }
     Ok(())
@@ -240,40 +329,44 @@ impl Outcome for PlacementOutcome {
 
     fn findings(&self) -> Vec<String> {
         let Some(first) = self.first_fit() else { return Vec::new() };
-        let first_ops = first.ops_per_sec(self.trace_ops);
+        let allocations = self.options.trace.allocations;
         let mut findings = vec![format!(
-            "one trace (seed {}): {} operations, {} live at the peak",
+            "one trace (seed {}): {} operations, {} live at the peak; {} alternating timed rounds",
             self.options.trace.seed,
             self.trace_ops,
-            report::bytes(self.peak_live_bytes as f64)
+            report::bytes(self.peak_live_bytes as f64),
+            self.options.rounds,
         )];
         for run in &self.runs {
             findings.push(format!(
                 "{}: peak footprint {} ({} heap efficiency, {} first fit's), mean external fragmentation {}, \
-                 {:.0} free blocks on average, {:.2} M operations/s ({} first fit's)",
+                 {:.0} free blocks on average, {:.1} blocks searched per allocation ({} first fit's), \
+                 {} M operations/s, {} first fit's speed (CPU time: {})",
                 run.policy.label(),
                 report::bytes(run.peak_footprint_bytes as f64),
                 percent(self.efficiency(run)),
                 report::ratio(run.peak_footprint_bytes as f64 / first.peak_footprint_bytes.max(1) as f64),
                 percent(run.mean_external_fragmentation()),
                 run.mean_free_blocks(),
-                run.ops_per_sec(self.trace_ops) / 1e6,
-                report::ratio(run.ops_per_sec(self.trace_ops) / first_ops.max(f64::MIN_POSITIVE)),
+                run.searched_per_allocation(allocations),
+                report::ratio(run.searched_blocks as f64 / first.searched_blocks.max(1) as f64),
+                run.throughput(self.trace_ops).scaled(1e-6).show(2),
+                self.speed_vs_first_fit(run).show_ratio(),
+                self.cpu_speed_vs_first_fit(run).show_ratio(),
             ));
         }
+        findings.extend(self.verdicts());
         findings
     }
 
     fn tables(&self) -> Vec<Table> {
         let Some(first) = self.first_fit() else { return Vec::new() };
-        let first_ops = first.ops_per_sec(self.trace_ops);
-        let mut table = Table::new(
+        let mut memory = Table::new(
             format!(
-                "{} operations (seed {}), peak live {}; throughput: median of {} rounds",
+                "Memory: {} operations (seed {}), peak live {}",
                 self.trace_ops,
                 self.options.trace.seed,
                 report::bytes(self.peak_live_bytes as f64),
-                self.options.rounds
             ),
             &[
                 "policy",
@@ -282,28 +375,62 @@ impl Outcome for PlacementOutcome {
                 "footprint vs first fit",
                 "mean ext. frag.",
                 "mean free blocks",
-                "M ops/s",
-                "speed vs first fit",
             ],
         );
+        let mut time = Table::new(
+            format!(
+                "Time: median (min–max) over {} alternating rounds; speed ratios are per-round ratios to first fit",
+                self.options.rounds
+            ),
+            &[
+                "policy",
+                "searched/alloc",
+                "M ops/s",
+                "speed vs first fit",
+                "CPU-time speed vs first fit",
+                "CPU ns/searched block",
+                "CPU share",
+                "preemptions/round",
+            ],
+        );
+        let allocations = self.options.trace.allocations;
         for run in &self.runs {
-            let ops = run.ops_per_sec(self.trace_ops);
-            table.push(vec![
+            memory.push(vec![
                 run.policy.label(),
                 report::bytes(run.peak_footprint_bytes as f64),
                 percent(self.efficiency(run)),
                 report::ratio(run.peak_footprint_bytes as f64 / first.peak_footprint_bytes.max(1) as f64),
                 percent(run.mean_external_fragmentation()),
                 format!("{:.0}", run.mean_free_blocks()),
-                format!("{:.2}", ops / 1e6),
-                report::ratio(ops / first_ops.max(f64::MIN_POSITIVE)),
+            ]);
+            time.push(vec![
+                run.policy.label(),
+                format!("{:.1}", run.searched_per_allocation(allocations)),
+                run.throughput(self.trace_ops).scaled(1e-6).show(2),
+                self.speed_vs_first_fit(run).show_ratio(),
+                self.cpu_speed_vs_first_fit(run).show_ratio(),
+                run.cpu_ns_per_searched_block().show(2),
+                run.cpu_share().scaled(100.0).show(0),
+                run.preemptions().show(0),
             ]);
         }
-        vec![table]
+        vec![memory, time]
     }
 
     fn csv_files(&self) -> Vec<CsvFile> {
-        let mut rounds = Table::new("", &["policy", "round", "operations", "seconds", "ops_per_sec"]);
+        let mut rounds = Table::new(
+            "",
+            &[
+                "policy",
+                "round",
+                "operations",
+                "seconds",
+                "ops_per_sec",
+                "cpu_seconds",
+                "preemptions",
+                "searched_blocks",
+            ],
+        );
         let mut samples = Table::new(
             "",
             &[
@@ -318,13 +445,16 @@ impl Outcome for PlacementOutcome {
             ],
         );
         for run in &self.runs {
-            for (round, secs) in run.round_secs.iter().enumerate() {
+            for (index, round) in run.rounds.iter().enumerate() {
                 rounds.push(vec![
                     run.policy.label(),
-                    round.to_string(),
+                    index.to_string(),
                     self.trace_ops.to_string(),
-                    format!("{secs:.6}"),
-                    format!("{:.0}", self.trace_ops as f64 / secs.max(f64::MIN_POSITIVE)),
+                    format!("{:.6}", round.wall_secs),
+                    format!("{:.0}", round.ops_per_sec(self.trace_ops)),
+                    format!("{:.6}", round.cpu_secs),
+                    round.preemptions.to_string(),
+                    round.searched_blocks.to_string(),
                 ]);
             }
             for s in &run.samples {
@@ -405,21 +535,28 @@ impl Outcome for PlacementOutcome {
              freed block, and the leftovers crowd the front of the list. **Next fit** resumes each \
              search where the last one stopped (a roving pointer): it does not rescan the front \
              of the list each time, but allocations spread over the whole heap, so long-lived blocks land everywhere and \
-             pin it. **Best fit** walks the whole list for the smallest block that fits: it \
-             splits least and keeps large blocks whole for large requests, which tends to keep \
-             its footprint lowest, and every allocation walks the whole free list. **First fit over a FIFO \
-             list** (freed blocks appended at the tail) tries the oldest free blocks first; \
+             pin it. **Best fit** walks the whole list for the smallest block that fits \
+             (stopping early only at an exact fit): it splits least and keeps large blocks whole \
+             for large requests, which tends to keep its footprint lowest. **First fit over a \
+             FIFO list** (freed blocks appended at the tail) tries the oldest free blocks first; \
              Johnstone and Wilson (1998) found it about as tight as address-ordered first fit, \
-             with O(1) insertion; its searches are longer.\n\n\
-             The cost of a search is the number of free blocks it walks, and each policy shapes \
-             that number itself. Best fit walks everything, but it leaves few free blocks; first \
-             fit stops early, but the splinters it leaves pile up, and a request larger than all \
-             of them walks past every one. Which is faster therefore depends on the trace: read \
-             the speed column next to the mean-free-blocks column. On this trace of {ops} \
-             operations the footprint column is each policy's memory cost and the speed column \
-             its time cost, both relative to LIFO first fit in the same run. Every one of them is \
-             linear in the number of free blocks: the segregated heap of task 8 removes the \
-             search altogether.\n",
+             with O(1) insertion.\n\n\
+             The time of a search is the number of free blocks it looks at times the cost of \
+             looking at one, and the two columns of the time table say which of the two differs. \
+             Blocks searched per allocation is fixed by the trace and the policy (the same in \
+             every round and every run). The cost per block is not: each step reads the header \
+             and links of a block that may lie anywhere in the heap, so it costs a cache hit \
+             when the list is short and compact and a cache or TLB miss when it is long and \
+             spread over a large footprint. That cost depends on what else the machine runs: \
+             another process on the same core evicts the list between two time slices, and a \
+             spread-out list suffers from it more than a compact one. This is why the speed \
+             ratios move from run to run on a shared machine while the search counts do not. \
+             The CPU-time ratio leaves out the time the kernel gave to other processes (the \
+             CPU share column); what moves it is the cost per step.\n\n\
+             On this trace of {ops} operations the footprint column is each policy's memory \
+             cost and the speed column its time cost, both relative to LIFO first fit in the \
+             same rounds. Every one of them is linear in the number of free blocks: the \
+             segregated heap of task 8 removes the search altogether.\n",
             ops = self.trace_ops,
         );
         text

@@ -6,14 +6,18 @@
 //!
 //! * allockit's boundary-tag [`allockit::freelist`]: one list of free blocks of every size,
 //!   searched. Twice: LIFO first fit, its default, and best fit, which on this trace
-//!   keeps far fewer free blocks and so searches less (task 7);
+//!   keeps far fewer free blocks, so that each step of its search is cheaper (task 7);
 //! * [`allockit::sizeclass`]: 40 classes, one free list per class, the class found by
 //!   arithmetic, O(1) allocation and free; requests above 16 KiB take a large path (a
 //!   best-fit free list).
 //!
 //! Each heap replays the trace once (which also warms its chunk source), then `rounds`
-//! more times timed, the heaps interleaved round by round; the speedups are ratios of the
-//! median rounds, measured in the same run.
+//! more times timed, the heaps alternating round by round. Throughput is the median round
+//! with the range over the rounds; a speedup is the median and range of the per-round
+//! ratios (the heaps of a round ran back to back, under the same load), on wall-clock and
+//! on CPU time; the verdict orders two heaps only where their ranges do not overlap. Each
+//! round also counts the free-list entries the heap's searches looked at: thousands per
+//! allocation on the single list, none for a small request on the size-class heap.
 //!
 //! Internal fragmentation comes from the size-class heap's own counters
 //! ([`allockit::sizeclass::ClassStats`]): per class, the bytes the requests asked for and
@@ -32,7 +36,7 @@ use super::placement::{validate_trace, warm_chunk_source};
 use crate::LabError;
 use crate::chart::{Bar, Chart, ChartKind};
 use crate::report::{self, CsvFile, Outcome, Table};
-use crate::trace::{self, Slots, Trace, TraceShape};
+use crate::trace::{self, Round, Slots, Spread, Trace, TraceHeap, TraceShape};
 
 /// How much to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,9 +53,10 @@ impl SizeClassesOptions {
         SizeClassesOptions { trace: TraceShape { allocations: 200_000, seed: 7 }, rounds: 5 }
     }
 
-    /// The test-suite version: 10,000 allocations, one timed round.
+    /// The test-suite version: 10,000 allocations, three timed rounds (the fewest that
+    /// may order two heaps).
     pub fn quick() -> Self {
-        SizeClassesOptions { trace: TraceShape { allocations: 10_000, seed: 7 }, rounds: 1 }
+        SizeClassesOptions { trace: TraceShape { allocations: 10_000, seed: 7 }, rounds: 3 }
     }
 }
 
@@ -101,7 +106,7 @@ pub enum Contender {
     /// The free list, LIFO first fit (its default).
     FreeListFirstFit,
     /// The free list, best fit: on this trace it keeps far fewer free blocks than first
-    /// fit, so it searches less (task 7).
+    /// fit, in less memory, so each step of its search is cheaper (task 7).
     FreeListBestFit,
     /// The size-class heap.
     SizeClass,
@@ -136,7 +141,7 @@ impl Contender {
         source: &Arc<ChunkSource>,
         trace: &Trace,
         slots: &mut Slots,
-    ) -> Result<f64, LabError> {
+    ) -> Result<Round, LabError> {
         let source = Arc::clone(source);
         match self.placement() {
             Some(placement) => {
@@ -152,16 +157,23 @@ impl Contender {
 pub struct HeapTiming {
     /// Which heap replayed the trace.
     pub contender: Contender,
-    /// Seconds of each timed replay.
-    pub round_secs: Vec<f64>,
+    /// The timed replays, in order.
+    pub rounds: Vec<Round>,
     /// The most bytes the heap held from its source during the first replay.
     pub peak_footprint_bytes: u64,
+    /// Free-list entries the heap's searches looked at during the first replay.
+    pub searched_blocks: u64,
 }
 
 impl HeapTiming {
-    /// The median round in seconds.
-    pub fn median_secs(&self) -> f64 {
-        trace::median(&self.round_secs)
+    /// Operations per second: median and range over the rounds.
+    pub fn throughput(&self, trace_ops: usize) -> Spread {
+        Spread::of(&self.rounds.iter().map(|round| round.ops_per_sec(trace_ops)).collect::<Vec<_>>())
+    }
+
+    /// The share of each round's wall-clock time the thread was on a CPU.
+    pub fn cpu_share(&self) -> Spread {
+        Spread::of(&self.rounds.iter().map(Round::cpu_share).collect::<Vec<_>>())
     }
 }
 
@@ -188,13 +200,54 @@ impl SizeClassesOutcome {
         self.heaps.iter().find(|h| h.contender == contender)
     }
 
-    /// How many times faster the size-class heap replayed the trace than `free_list`
-    /// (median rounds).
-    pub fn speedup_over(&self, free_list: Contender) -> f64 {
-        match (self.heap(free_list), self.heap(Contender::SizeClass)) {
-            (Some(slow), Some(fast)) => slow.median_secs() / fast.median_secs().max(f64::MIN_POSITIVE),
-            _ => 0.0,
+    /// How many times faster `fast` replayed the trace than `slow`, round by round:
+    /// median and range of the per-round ratios, on the time `secs` reads from a round.
+    fn ratio(&self, slow: Contender, fast: Contender, secs: impl Fn(&Round) -> f64) -> Spread {
+        match (self.heap(slow), self.heap(fast)) {
+            (Some(slow), Some(fast)) => {
+                let slow_secs: Vec<f64> = slow.rounds.iter().map(&secs).collect();
+                let fast_secs: Vec<f64> = fast.rounds.iter().map(&secs).collect();
+                Spread::of(&trace::per_round_ratios(&slow_secs, &fast_secs))
+            }
+            _ => Spread::default(),
         }
+    }
+
+    /// How many times faster the size-class heap replayed the trace than `free_list`
+    /// (wall clock, per-round ratios).
+    pub fn speedup_over(&self, free_list: Contender) -> Spread {
+        self.ratio(free_list, Contender::SizeClass, |round| round.wall_secs)
+    }
+
+    /// `contender`'s speed against the free list's first fit (wall clock, per round).
+    pub fn speed_vs_first_fit(&self, contender: Contender) -> Spread {
+        self.ratio(Contender::FreeListFirstFit, contender, |round| round.wall_secs)
+    }
+
+    /// The same on the replaying thread's CPU time.
+    pub fn cpu_speed_vs_first_fit(&self, contender: Contender) -> Spread {
+        self.ratio(Contender::FreeListFirstFit, contender, |round| round.cpu_secs)
+    }
+
+    /// Free-list entries looked at per allocation by `timing`'s heap.
+    pub fn searched_per_allocation(&self, timing: &HeapTiming) -> f64 {
+        timing.searched_blocks as f64 / self.options.trace.allocations.max(1) as f64
+    }
+
+    /// One verdict line per pair of heaps: an ordering only where the throughput ranges
+    /// do not overlap.
+    pub fn verdicts(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (i, a) in self.heaps.iter().enumerate() {
+            for b in &self.heaps[i + 1..] {
+                lines.push(trace::throughput_verdict(
+                    (a.contender.label(), &a.throughput(self.trace_ops)),
+                    (b.contender.label(), &b.throughput(self.trace_ops)),
+                    self.options.rounds,
+                ));
+            }
+        }
+        lines
     }
 
     /// Internal fragmentation over every small allocation.
@@ -202,10 +255,6 @@ impl SizeClassesOutcome {
         let requested: u64 = self.classes.iter().map(|c| c.requested_bytes).sum();
         let handed_out: u64 = self.classes.iter().map(|c| c.handed_out_bytes).sum();
         if handed_out == 0 { 0.0 } else { 1.0 - requested as f64 / handed_out as f64 }
-    }
-
-    fn ops_per_sec(&self, timing: &HeapTiming) -> f64 {
-        self.trace_ops as f64 / timing.median_secs().max(f64::MIN_POSITIVE)
     }
 }
 
@@ -219,25 +268,26 @@ pub fn run(options: &SizeClassesOptions) -> Result<SizeClassesOutcome, LabError>
     let mut classes = Vec::new();
     let mut large_requests = 0;
     for (contender, source) in Contender::ALL.into_iter().zip(&sources) {
-        let peak_footprint_bytes = match contender.placement() {
+        let (peak_footprint_bytes, searched_blocks) = match contender.placement() {
             Some(placement) => {
                 let heap = FreeList::with_source(Arc::clone(source), placement);
                 trace::replay_timed(&heap, &trace, &mut slots, contender.label())?;
-                heap.free_stats().peak_footprint_bytes as u64
+                let free = heap.free_stats();
+                (free.peak_footprint_bytes as u64, free.searched_blocks)
             }
             None => {
                 let heap = SizeClass::with_source(Arc::clone(source));
                 let samples = trace::replay_sampled(&heap, &trace, &mut slots, 200, contender.label())?;
                 classes = class_waste(&heap);
                 large_requests = heap.large().stats().allocations;
-                samples.iter().map(|s| s.footprint_bytes).max().unwrap_or(0)
+                (samples.iter().map(|s| s.footprint_bytes).max().unwrap_or(0), heap.searched_blocks())
             }
         };
-        heaps.push(HeapTiming { contender, round_secs: Vec::new(), peak_footprint_bytes });
+        heaps.push(HeapTiming { contender, rounds: Vec::new(), peak_footprint_bytes, searched_blocks });
     }
     for _ in 0..options.rounds {
         for (heap, source) in heaps.iter_mut().zip(&sources) {
-            heap.round_secs.push(heap.contender.replay_timed(source, &trace, &mut slots)?);
+            heap.rounds.push(heap.contender.replay_timed(source, &trace, &mut slots)?);
         }
     }
     Ok(SizeClassesOutcome {
@@ -286,9 +336,11 @@ impl Outcome for SizeClassesOutcome {
             .iter()
             .map(|heap| {
                 format!(
-                    "{}: {:.2} M operations/s, peak footprint {} for {} live at the peak",
+                    "{}: {} M operations/s, {:.2} blocks searched per allocation, peak footprint {} for {} live \
+                     at the peak",
                     heap.contender.label(),
-                    self.ops_per_sec(heap) / 1e6,
+                    heap.throughput(self.trace_ops).scaled(1e-6).show(2),
+                    self.searched_per_allocation(heap),
                     report::bytes(heap.peak_footprint_bytes as f64),
                     report::bytes(self.peak_live_bytes as f64),
                 )
@@ -296,9 +348,10 @@ impl Outcome for SizeClassesOutcome {
             .collect();
         findings.push(format!(
             "sizeclass was {} faster than the free list's first fit and {} faster than its best fit \
-             (the trace of task 7, {} operations, seed {}; median of {} rounds, same run)",
-            report::ratio(self.speedup_over(Contender::FreeListFirstFit)),
-            report::ratio(self.speedup_over(Contender::FreeListBestFit)),
+             (the trace of task 7, {} operations, seed {}; median (range) of per-round ratios over {} \
+             alternating rounds)",
+            self.speedup_over(Contender::FreeListFirstFit).show_ratio(),
+            self.speedup_over(Contender::FreeListBestFit).show_ratio(),
             self.trace_ops,
             self.options.trace.seed,
             self.options.rounds,
@@ -317,23 +370,36 @@ impl Outcome for SizeClassesOutcome {
                 self.large_requests,
             ));
         }
+        findings.extend(self.verdicts());
         findings
     }
 
     fn tables(&self) -> Vec<Table> {
         let mut heaps = Table::new(
             format!(
-                "The trace of task 7: {} operations (seed {}); median of {} rounds",
+                "The trace of task 7: {} operations (seed {}); median (min–max) over {} alternating rounds, \
+                 speed ratios per round",
                 self.trace_ops, self.options.trace.seed, self.options.rounds
             ),
-            &["heap", "M ops/s", "speed vs first fit", "peak footprint", "efficiency"],
+            &[
+                "heap",
+                "searched/alloc",
+                "M ops/s",
+                "speed vs first fit",
+                "CPU-time speed vs first fit",
+                "CPU share",
+                "peak footprint",
+                "efficiency",
+            ],
         );
-        let first_fit = self.heap(Contender::FreeListFirstFit).map_or(0.0, HeapTiming::median_secs);
         for timing in &self.heaps {
             heaps.push(vec![
                 timing.contender.label().to_owned(),
-                format!("{:.2}", self.ops_per_sec(timing) / 1e6),
-                report::ratio(first_fit / timing.median_secs().max(f64::MIN_POSITIVE)),
+                format!("{:.2}", self.searched_per_allocation(timing)),
+                timing.throughput(self.trace_ops).scaled(1e-6).show(2),
+                self.speed_vs_first_fit(timing.contender).show_ratio(),
+                self.cpu_speed_vs_first_fit(timing.contender).show_ratio(),
+                timing.cpu_share().scaled(100.0).show(0),
                 report::bytes(timing.peak_footprint_bytes as f64),
                 percent(self.peak_live_bytes as f64 / timing.peak_footprint_bytes.max(1) as f64),
             ]);
@@ -356,14 +422,20 @@ impl Outcome for SizeClassesOutcome {
     }
 
     fn csv_files(&self) -> Vec<CsvFile> {
-        let mut rounds = Table::new("", &["heap", "round", "operations", "seconds"]);
+        let mut rounds = Table::new(
+            "",
+            &["heap", "round", "operations", "seconds", "cpu_seconds", "preemptions", "searched_blocks"],
+        );
         for timing in &self.heaps {
-            for (round, secs) in timing.round_secs.iter().enumerate() {
+            for (index, round) in timing.rounds.iter().enumerate() {
                 rounds.push(vec![
                     timing.contender.label().to_owned(),
-                    round.to_string(),
+                    index.to_string(),
                     self.trace_ops.to_string(),
-                    format!("{secs:.6}"),
+                    format!("{:.6}", round.wall_secs),
+                    format!("{:.6}", round.cpu_secs),
+                    round.preemptions.to_string(),
+                    round.searched_blocks.to_string(),
                 ]);
             }
         }
@@ -414,7 +486,7 @@ impl Outcome for SizeClassesOutcome {
                         .iter()
                         .map(|h| Bar {
                             label: h.contender.label().to_owned(),
-                            value: self.ops_per_sec(h) / 1e6,
+                            value: h.throughput(self.trace_ops).median / 1e6,
                         })
                         .collect(),
                     log_y: true,
@@ -441,7 +513,15 @@ impl Outcome for SizeClassesOutcome {
              half of that. Over this trace the small requests wasted {} of the bytes handed out. \
              The other price is that a class keeps its blocks: memory freed by one class cannot \
              serve another, so the footprint also holds partly used slabs of every class the \
-             program ever used.\n",
+             program ever used.\n\n\
+             **Reading the speedup.** The searched/alloc column is the work each heap does per \
+             allocation and does not change from run to run; the speedup does. A size-class \
+             round lasts a few milliseconds, about one time slice of the scheduler, so on a \
+             loaded machine one slice given to another process moves its wall-clock time by \
+             tens of percent: the wall-clock range is wide. The CPU-time ratio leaves that out \
+             and is steadier, but it still moves with the cost of each step of the free list's \
+             search, which rises when other processes on the same core evict its blocks from \
+             the caches (task 7).\n",
             percent(self.overall_waste()),
         );
         text

@@ -1,6 +1,8 @@
 //! Helpers shared by the lab's integration tests.
 #![allow(dead_code)]
 
+pub mod rounds;
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
