@@ -16,10 +16,14 @@ use allockit_probe::metrics as contract;
 
 use crate::config::Mode;
 
-/// Buckets of `allockit_alloc_duration_seconds`: 10 ns to 1 ms.
+/// Buckets of `allockit_alloc_duration_seconds`: 10 ns to 1 ms, fine where allocations are
+/// (5 ns steps to 50 ns, 10 ns to 100 ns, 20 ns to 200 ns) so that a p99 interpolated within
+/// a bucket (`histogram_quantile`) is not a guess across a 2 × wide one. Every edge of the
+/// earlier 1-2-5 series (10, 20, 50, 100, 200, 500 ns, ...) is still an edge.
 const ALLOC_BUCKETS: &[f64] = &[
-    10e-9, 20e-9, 50e-9, 100e-9, 200e-9, 500e-9, 1e-6, 2e-6, 5e-6, 10e-6, 20e-6, 50e-6, 100e-6, 200e-6,
-    500e-6, 1e-3,
+    10e-9, 15e-9, 20e-9, 25e-9, 30e-9, 35e-9, 40e-9, 45e-9, 50e-9, 60e-9, 70e-9, 80e-9, 90e-9, 100e-9,
+    120e-9, 140e-9, 160e-9, 180e-9, 200e-9, 250e-9, 300e-9, 400e-9, 500e-9, 700e-9, 1e-6, 1.5e-6, 2e-6, 3e-6,
+    5e-6, 7e-6, 10e-6, 20e-6, 50e-6, 100e-6, 200e-6, 500e-6, 1e-3,
 ];
 
 /// Buckets of `allockit_http_request_duration_seconds`: 50 µs to 5 s.
@@ -480,6 +484,28 @@ fn advance(counter: &IntCounter, last: &mut u64, total: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 30-100 ns allocation's p99 falls in a bucket at most 20 ns wide (a 2 × wide one made
+    /// the interpolated p99 meaningless), and every earlier edge is still an edge, so a query
+    /// on one of them (`le="1e-07"`) keeps working.
+    #[test]
+    fn allocation_buckets_are_fine_below_200_ns_and_keep_the_earlier_edges() {
+        assert!(ALLOC_BUCKETS.windows(2).all(|pair| pair[0] < pair[1]), "strictly increasing");
+        assert_eq!((ALLOC_BUCKETS[0], ALLOC_BUCKETS[ALLOC_BUCKETS.len() - 1]), (10e-9, 1e-3));
+        for pair in ALLOC_BUCKETS.windows(2).filter(|pair| pair[1] <= 200e-9 * (1.0 + 1e-9)) {
+            assert!(pair[1] - pair[0] <= 20e-9 * (1.0 + 1e-9), "bucket {:?} is wider than 20 ns", pair);
+        }
+        let earlier = [
+            10e-9, 20e-9, 50e-9, 100e-9, 200e-9, 500e-9, 1e-6, 2e-6, 5e-6, 10e-6, 20e-6, 50e-6, 100e-6,
+            200e-6, 500e-6, 1e-3,
+        ];
+        for edge in earlier {
+            assert!(
+                ALLOC_BUCKETS.iter().any(|b| (b - edge).abs() <= edge * 1e-9),
+                "the earlier edge {edge:e} is gone"
+            );
+        }
+    }
 
     /// The server registers what the contract lists and nothing else, under the type it
     /// lists (dashboards and loadgen read these names through allockit-probe's constants).
