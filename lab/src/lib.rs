@@ -77,7 +77,7 @@ pub fn run_all(
     keep(Box::new(fragmentation::run(exe, &AtScale::at(scale))?));
     keep(Box::new(placement::run(&AtScale::at(scale))?));
     keep(Box::new(size_classes::run(&AtScale::at(scale))?));
-    keep(Box::new(swap::run(exe, &swap::SwapOptions::for_workload(AtScale::at(scale)))?));
+    keep(Box::new(swap::run(exe, &swap::SwapOptions::at(scale))?));
     keep(Box::new(diagnose::run_synthetic(exe, &AtScale::at(scale))?));
     keep(Box::new(profile::run_workload(exe, scale)?));
     keep(Box::new(malloc_path::run(exe, &AtScale::at(scale))?));
