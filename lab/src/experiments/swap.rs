@@ -61,12 +61,30 @@ pub struct SwapRun {
     pub wall_secs: f64,
     /// RSS over time, read by the parent from `/proc/PID/statm`.
     pub rss: Vec<RssSample>,
-    /// The kernel's peak RSS.
+    /// The kernel's peak RSS (`ru_maxrss`).
     pub peak_rss_bytes: u64,
     /// Whether the preload showed up in the process's memory map (commands only).
     pub preload_mapped: Option<bool>,
     /// The end of the process's standard error (its standard output is discarded).
     pub stderr_tail: String,
+}
+
+impl SwapRun {
+    /// The peak RSS: the kernel's, or the workload's highest reading where that is higher.
+    /// Both come from the kernel's RSS counters, which are kept per CPU and summed only
+    /// approximately, so a reading on a plateau can come out a few hundred KiB above the
+    /// kernel's peak.
+    pub fn peak_rss(&self) -> u64 {
+        let readings = self.workload.iter().flat_map(|w| {
+            w.samples.iter().map(|s| s.rss_bytes).chain([
+                w.rss_steady_end,
+                w.rss_after_free,
+                w.rss_after_idle,
+                w.rss_after_exit,
+            ])
+        });
+        readings.fold(self.peak_rss_bytes, u64::max)
+    }
 }
 
 /// Options of a swap experiment.
@@ -264,7 +282,7 @@ pub struct AllocatorSummary {
     pub steady_rss: Option<Spread>,
     /// The second half's median RSS over the first half's, minus one (the plateau: near 0).
     pub steady_drift: Option<Spread>,
-    /// The kernel's peak RSS.
+    /// Peak RSS ([`SwapRun::peak_rss`]).
     pub peak_rss: Spread,
     /// RSS right after everything was freed.
     pub after_free: Option<Spread>,
@@ -353,7 +371,7 @@ impl SwapOutcome {
                     wall_vs_glibc: self.ratios(kind, wall),
                     steady_rss: self.spread(kind, |r| r.workload.as_ref().map(|w| w.steady_rss() as f64)),
                     steady_drift: self.spread(kind, |r| r.workload.as_ref().and_then(steady_drift)),
-                    peak_rss: self.spread(kind, |r| Some(r.peak_rss_bytes as f64))?,
+                    peak_rss: self.spread(kind, |r| Some(r.peak_rss() as f64))?,
                     after_free: self.spread(kind, |r| r.workload.as_ref().map(|w| w.rss_after_free as f64)),
                     after_decay: self.spread(kind, |r| r.workload.as_ref().map(|w| w.rss_after_idle as f64)),
                     after_exit: self.spread(kind, |r| r.workload.as_ref().map(|w| w.rss_after_exit as f64)),
@@ -673,7 +691,7 @@ impl Outcome for SwapOutcome {
                     run.allocator.to_string(),
                     format!("{:.0}", w.requests_per_sec()),
                     report::bytes(w.steady_rss() as f64),
-                    report::bytes(run.peak_rss_bytes as f64),
+                    report::bytes(run.peak_rss() as f64),
                     report::bytes(w.rss_after_free as f64),
                     report::bytes(w.rss_after_idle as f64),
                     report::bytes(w.rss_after_exit as f64),
@@ -683,7 +701,7 @@ impl Outcome for SwapOutcome {
                     run.allocator.to_string(),
                     run.exit.to_string(),
                     format!("{:.3}", run.wall_secs),
-                    report::bytes(run.peak_rss_bytes as f64),
+                    report::bytes(run.peak_rss() as f64),
                 ],
             };
             each.push(row);
@@ -707,6 +725,7 @@ impl Outcome for SwapOutcome {
                 "allocations_per_sec",
                 "steady_rss_bytes",
                 "peak_rss_bytes",
+                "kernel_peak_rss_bytes",
                 "after_free_rss_bytes",
                 "after_decay_rss_bytes",
                 "after_exit_rss_bytes",
@@ -731,6 +750,7 @@ impl Outcome for SwapOutcome {
                 figure(&|w| format!("{:.1}", w.requests_per_sec())),
                 figure(&|w| format!("{:.1}", w.allocations_per_sec())),
                 figure(&|w| w.steady_rss().to_string()),
+                run.peak_rss().to_string(),
                 run.peak_rss_bytes.to_string(),
                 figure(&|w| w.rss_after_free.to_string()),
                 figure(&|w| w.rss_after_idle.to_string()),
@@ -856,9 +876,14 @@ impl Outcome for SwapOutcome {
          size classes and OS layer: per-thread heaps, pages per size class with a list for \
          remote frees, and empty pages decommitted after a delay.\n\n\
          Steady RSS is the median over the second half of the steady phase, where the live \
-         set is constant; \"after decay\" is read at the end of the idle phase, which is \
-         longer than every allocator's purge delay. Orderings are claimed only where the \
-         ranges over the rounds do not overlap.\n"
+         set is constant; peak RSS is the kernel's (`ru_maxrss`, or the highest reading where \
+         that is higher); \"after free\" is read \
+         right after every thread freed its live set; \"after decay\" at the end of the idle \
+         phase, which is longer than every allocator's purge delay but, like a real idle \
+         service, still calls the allocator (one small request per thread every heartbeat) — \
+         the allocators that purge only inside their own calls get that chance and no more; \
+         \"after exit\" once the worker threads have ended and their thread-exit hooks ran. \
+         Orderings are claimed only where the ranges over the rounds do not overlap.\n"
             .to_owned()
     }
 }
@@ -886,6 +911,83 @@ mod tests {
             positions.sort_unstable();
             assert_eq!(positions, (0..kinds.len()).collect::<Vec<_>>(), "{kind}");
         }
+    }
+
+    /// A run whose steady phase served `rps` requests per second at `steady_mib` of RSS.
+    fn fake_run(allocator: AllocatorKind, round: usize, rps: f64, steady_mib: u64) -> SwapRun {
+        let rss = steady_mib << 20;
+        let sample = |t_secs, phase| PhaseSample { t_secs, phase, rss_bytes: rss };
+        SwapRun {
+            round,
+            allocator,
+            library: "libc".into(),
+            workload: Some(WorkloadReport {
+                requests: rps as u64,
+                allocations: 0,
+                bytes: 0,
+                remote_frees: 0,
+                elapsed_secs: 1.0,
+                idle_requests: 0,
+                steady_start_secs: 0.0,
+                steady_end_secs: 1.0,
+                freed_secs: 1.0,
+                idle_end_secs: 2.0,
+                rss_at_start: 1 << 20,
+                rss_steady_end: rss,
+                rss_after_free: rss,
+                rss_after_idle: rss,
+                rss_after_exit: rss,
+                live: Vec::new(),
+                samples: vec![sample(0.25, Phase::Steady), sample(0.75, Phase::Steady)],
+            }),
+            exit: ExitOutcome::Code(0),
+            wall_secs: 2.0,
+            rss: Vec::new(),
+            peak_rss_bytes: rss,
+            preload_mapped: None,
+            stderr_tail: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_ordering_is_claimed_only_where_the_ranges_over_three_rounds_do_not_overlap() {
+        let figures = [
+            (AllocatorKind::Glibc, [100.0, 110.0, 120.0], [30, 31, 32]),
+            (AllocatorKind::Jemalloc, [130.0, 140.0, 150.0], [30, 40, 41]),
+            (AllocatorKind::Mimalloc, [90.0, 115.0, 160.0], [20, 21, 22]),
+        ];
+        let runs = (1..=3)
+            .flat_map(|round| {
+                figures
+                    .iter()
+                    .map(move |(kind, rps, mib)| fake_run(*kind, round, rps[round - 1], mib[round - 1]))
+            })
+            .collect();
+        let mut outcome = SwapOutcome {
+            subject: Subject::Workload(Workload::quick()),
+            rounds: 3,
+            runs,
+            missing: Vec::new(),
+        };
+        let verdicts = outcome.verdicts();
+        let jemalloc = verdicts.iter().find(|v| v.starts_with("jemalloc")).unwrap();
+        assert!(jemalloc.contains("faster than glibc"), "{jemalloc}");
+        assert!(jemalloc.contains("steady RSS: ranges overlap: no ordering"), "{jemalloc}");
+        let mimalloc = verdicts.iter().find(|v| v.starts_with("mimalloc")).unwrap();
+        assert!(mimalloc.contains("requests: ranges overlap: no ordering"), "{mimalloc}");
+        assert!(mimalloc.contains("lower steady RSS"), "{mimalloc}");
+        let jemalloc =
+            outcome.summaries().into_iter().find(|s| s.allocator == AllocatorKind::Jemalloc).unwrap();
+        let ratio = jemalloc.throughput_vs_glibc.unwrap();
+        assert_eq!((ratio.min, ratio.median, ratio.max), (1.25, 140.0 / 110.0, 1.3));
+
+        outcome.rounds = 2;
+        outcome.runs.retain(|run| run.round <= 2);
+        assert!(
+            outcome.verdicts().iter().all(|v| v.contains("no ordering claimed")),
+            "{:?}",
+            outcome.verdicts()
+        );
     }
 
     #[test]
