@@ -1,7 +1,8 @@
 //! The child of Task 9: a small service with a bounded live set, run under one allocator.
 //!
-//! Every worker thread goes through four phases, in step with the others (a barrier
-//! between phases):
+//! Every worker thread goes through these phases, in step with the others (a barrier
+//! between phases, where the coordinating thread takes its readings while the workers
+//! wait):
 //!
 //! 1. **Warm-up.** The thread fills its live set — every slot of its cache and of its ring
 //!    of long-lived objects — then serves `warmup_requests` requests, so that the
@@ -305,10 +306,29 @@ struct Marks {
 /// Everything the threads share.
 struct Shared<'a> {
     workload: &'a Workload,
-    /// Between phases: every worker and the coordinator.
+    /// Between phases: every worker and the coordinator, twice (see [`Shared::end_phase`]).
     barrier: Barrier,
     phase: AtomicU8,
     sampling: AtomicBool,
+}
+
+impl Shared<'_> {
+    /// A worker's end of a phase: it waits until every worker got there, then until the
+    /// coordinator has written down the time and the RSS, so that no worker's next phase
+    /// (freeing, a heartbeat, its thread's exit) runs while the coordinator reads.
+    fn end_phase(&self) {
+        self.barrier.wait();
+        self.barrier.wait();
+    }
+
+    /// The coordinator's end of a phase: once every worker got there, `record` runs and
+    /// the phase becomes `next`; then the workers go on.
+    fn end_phase_recording(&self, next: Phase, record: impl FnOnce()) {
+        self.barrier.wait();
+        record();
+        self.phase.store(next as u8, Ordering::Release);
+        self.barrier.wait();
+    }
 }
 
 /// Runs the workload in this process: all five phases, freeing everything it allocated.
@@ -338,7 +358,6 @@ pub fn run_workload(workload: &Workload) -> Result<WorkloadReport, LabError> {
         drop(senders);
         let marks = coordinate(&shared, started);
         let results: Vec<Option<WorkerResult>> = workers.into_iter().map(|h| h.join().ok()).collect();
-        shared.phase.store(Phase::Exit as u8, Ordering::Release);
         std::thread::sleep(Duration::from_millis(workload.exit_linger_ms));
         let rss_after_exit = own_rss();
         shared.sampling.store(false, Ordering::Release);
@@ -391,25 +410,28 @@ fn own_rss() -> u64 {
     process::own_resident_bytes().unwrap_or(0)
 }
 
-/// The coordinator's side of the phases: it waits at each barrier with the workers and
-/// writes down the time and the RSS.
+/// The coordinator's side of the phases: at the end of each it writes down the time and
+/// the RSS while the workers wait.
 fn coordinate(shared: &Shared<'_>, started: Instant) -> Marks {
     let now = || started.elapsed().as_secs_f64();
     let mut marks = Marks::default();
-    shared.barrier.wait(); // the live sets are full and warmed up
-    marks.steady_start = now();
-    shared.phase.store(Phase::Steady as u8, Ordering::Release);
-    shared.barrier.wait(); // every steady request served
-    marks.steady_end = now();
-    marks.rss_steady_end = own_rss();
-    shared.phase.store(Phase::Free as u8, Ordering::Release);
-    shared.barrier.wait(); // everything freed
-    marks.freed = now();
-    marks.rss_after_free = own_rss();
-    shared.phase.store(Phase::Idle as u8, Ordering::Release);
-    shared.barrier.wait(); // the idle phase is over
-    marks.idle_end = now();
-    marks.rss_after_idle = own_rss();
+    // The live sets are full and warmed up.
+    shared.end_phase_recording(Phase::Steady, || marks.steady_start = now());
+    // Every steady request served.
+    shared.end_phase_recording(Phase::Free, || {
+        marks.steady_end = now();
+        marks.rss_steady_end = own_rss();
+    });
+    // Everything freed.
+    shared.end_phase_recording(Phase::Idle, || {
+        marks.freed = now();
+        marks.rss_after_free = own_rss();
+    });
+    // The idle phase is over; the workers end once this reading is taken.
+    shared.end_phase_recording(Phase::Exit, || {
+        marks.idle_end = now();
+        marks.rss_after_idle = own_rss();
+    });
     marks
 }
 
@@ -565,7 +587,7 @@ fn serve(
     for request in 0..workload.warmup_requests as u64 {
         serve_request(request, &mut rng, &mut live, &mut scratch, (inbox, outbox), &mut warmup);
     }
-    shared.barrier.wait(); // warm-up over
+    shared.end_phase(); // warm-up over
 
     let steady_requests = workload.requests_per_thread as u64;
     let every = steady_requests / CHECKPOINTS as u64;
@@ -578,12 +600,12 @@ fn serve(
             checkpoints.push((request + 1, live.objects, live.bytes));
         }
     }
-    shared.barrier.wait(); // steady phase over: no thread sends any more
+    shared.end_phase(); // steady phase over: no thread sends any more
 
     let remote_frees = warmup.remote_frees + steady.remote_frees + drain(inbox);
     live.free_all();
     scratch.shrink_to_fit();
-    shared.barrier.wait(); // everything freed
+    shared.end_phase(); // everything freed
 
     let mut idle = Counts::default();
     let heartbeat = Duration::from_millis(workload.heartbeat_ms);
@@ -596,6 +618,6 @@ fn serve(
         next += heartbeat;
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
-    shared.barrier.wait(); // idle phase over
+    shared.end_phase(); // idle phase over
     WorkerResult { steady, remote_frees, idle_requests: request, live: checkpoints }
 }
