@@ -10,7 +10,7 @@
 //! | [`fragmentation`] | 3 | every other block freed: does a larger block fit in the holes, before and after coalescing (glibc, allockit's free list) |
 //! | [`placement`] | 7 | first, next, best fit (and FIFO first fit) on one seeded trace: footprint, fragmentation over time, throughput |
 //! | [`size_classes`] | 8 | size classes vs one free list on that trace: speedup, internal fragmentation per class |
-//! | [`swap`] | 9 | one binary on glibc, jemalloc, tcmalloc, mimalloc, allockit-malloc: throughput, RSS over time |
+//! | [`swap`] | 9 | one binary on glibc, jemalloc, tcmalloc, mimalloc, allockit-malloc in rotated rounds: throughput, steady, peak and after-decay RSS |
 //! | [`diagnose`] | 10 | leak or fragmentation, from jemalloc's allocated/active/resident; fixes measured |
 //! | [`profile`] | 11 | jemalloc heap profile: top allocation sites by live bytes (jeprof, pprof) |
 //! | [`malloc_path`] | self-assessment | `malloc(24)` with no system call; the rare paths' `brk`/`mmap`, counted under strace |
