@@ -155,12 +155,15 @@ fn a_failing_command_is_reported_with_its_exit_status() {
 }
 
 #[test]
-fn an_empty_command_or_zero_rounds_is_refused_naming_the_flag() {
+fn an_empty_command_zero_rounds_or_too_few_requests_are_refused_naming_the_flag() {
     let err = swap::run(support::lab_exe(), &SwapOptions::for_command(Vec::new())).unwrap_err();
     assert!(err.to_string().contains("--"), "{err}");
     let options = SwapOptions { rounds: 0, ..SwapOptions::quick() };
     let err = swap::run(support::lab_exe(), &options).unwrap_err();
     assert!(err.to_string().contains("--rounds"), "{err}");
+    let workload = Workload { requests_per_thread: 5, ..Workload::quick() };
+    let err = swap::run(support::lab_exe(), &SwapOptions::for_workload(workload)).unwrap_err();
+    assert!(err.to_string().contains("--requests"), "{err}");
 }
 
 #[test]

@@ -150,6 +150,9 @@ pub fn run(exe: &Path, options: &SwapOptions) -> Result<SwapOutcome, LabError> {
     if options.rounds == 0 {
         return Err(LabError::InvalidArgument { flag: "--rounds", reason: "must be at least 1".into() });
     }
+    if let Subject::Workload(workload) = &options.subject {
+        workload.validate()?;
+    }
     let mut available = Vec::new();
     let mut missing = Vec::new();
     for located in allocator::locate_each(&AllocatorKind::WITH_ALLOCKIT) {

@@ -107,7 +107,8 @@ impl Workload {
         }
     }
 
-    fn validate(&self) -> Result<(), LabError> {
+    /// Refuses a workload the child could not run, naming the flag that shapes it.
+    pub fn validate(&self) -> Result<(), LabError> {
         if self.threads == 0 {
             return Err(LabError::InvalidArgument { flag: "--threads", reason: "must be at least 1".into() });
         }
