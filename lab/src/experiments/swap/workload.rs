@@ -9,7 +9,7 @@
 //!    allocator's caches and free lists have settled before anything is measured.
 //! 2. **Steady.** `requests_per_thread` requests, timed. Each request allocates short-lived
 //!    objects (8 B – 64 KiB, mostly small) freed when it ends, grows a response buffer by
-//!    appending, replaces a random cache slot every other request (a medium-lived object),
+//!    appending, replaces a random cache slot in half the requests (a medium-lived object),
 //!    replaces the *oldest* long-lived object every 64 requests (a session that expires),
 //!    and every 8 requests hands a message to the next thread, which frees it (a remote
 //!    free). Replacement keeps the number of live objects constant, so the live set has a
