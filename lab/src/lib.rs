@@ -11,7 +11,7 @@
 //! | [`properties`] | 4–6 | arena alignment and exhaustion, pool block size and exhaustion, free-list realloc round trip, split threshold, coalescing after mixed cycles: each figure with PASS/FAIL |
 //! | [`placement`] | 7 | first, next, best fit (and FIFO first fit) on one seeded trace: footprint, fragmentation over time, throughput |
 //! | [`size_classes`] | 8 | size classes vs one free list on that trace: speedup, internal fragmentation per class |
-//! | [`swap`] | 9 | one binary on glibc, jemalloc, tcmalloc, mimalloc, allockit-malloc: throughput, RSS over time |
+//! | [`swap`] | 9 | one binary on glibc, jemalloc, tcmalloc, mimalloc, allockit-malloc in rotated rounds: throughput, steady, peak and after-decay RSS |
 //! | [`diagnose`] | 10 | leak or fragmentation, from jemalloc's allocated/active/resident; fixes measured |
 //! | [`profile`] | 11 | jemalloc heap profile: top allocation sites by live bytes (jeprof, pprof) |
 //! | [`malloc_path`] | self-assessment | `malloc(24)` with no system call; the rare paths' `brk`/`mmap`, counted under strace |
@@ -79,7 +79,7 @@ pub fn run_all(
     keep(Box::new(properties::run(&AtScale::at(scale))?));
     keep(Box::new(placement::run(&AtScale::at(scale))?));
     keep(Box::new(size_classes::run(&AtScale::at(scale))?));
-    keep(Box::new(swap::run(exe, &swap::SwapOptions::for_workload(AtScale::at(scale)))?));
+    keep(Box::new(swap::run(exe, &swap::SwapOptions::at(scale))?));
     keep(Box::new(diagnose::run_synthetic(exe, &AtScale::at(scale))?));
     keep(Box::new(profile::run_workload(exe, scale)?));
     keep(Box::new(malloc_path::run(exe, &AtScale::at(scale))?));

@@ -120,9 +120,15 @@ enum Command {
         /// Requests per thread of the built-in workload
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         requests: Option<u64>,
+        /// Milliseconds of the idle phase after the workload freed everything (the decay wait)
+        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+        idle_ms: Option<u64>,
         /// RSS sampling interval in milliseconds
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=60_000))]
         interval_ms: u64,
+        /// Rounds; each runs every allocator once, the order rotated per round (default 3, --quick 2)
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100))]
+        rounds: Option<u64>,
         /// Run this program instead of the built-in workload
         #[arg(last = true, value_name = "CMD ARGS")]
         command: Vec<String>,
@@ -291,21 +297,24 @@ fn main() -> anyhow::Result<()> {
             trace.apply(&mut options.trace, &mut options.rounds);
             emit(&size_classes::run(&options)?, common.out.as_deref())
         }
-        Command::Swap { common, threads, requests, interval_ms, command } => {
-            let mut options = if command.is_empty() {
-                let mut workload = swap::Workload::at(common.scale());
-                workload.threads = threads.map_or(workload.threads, to_usize);
-                workload.requests_per_thread = requests.map_or(workload.requests_per_thread, to_usize);
-                swap::SwapOptions::for_workload(workload)
+        Command::Swap { common, threads, requests, idle_ms, interval_ms, rounds, command } => {
+            let mut options = swap::SwapOptions::at(common.scale());
+            if command.is_empty() {
+                if let swap::Subject::Workload(workload) = &mut options.subject {
+                    workload.threads = threads.map_or(workload.threads, to_usize);
+                    workload.requests_per_thread = requests.map_or(workload.requests_per_thread, to_usize);
+                    workload.idle_ms = idle_ms.unwrap_or(workload.idle_ms);
+                }
             } else {
-                if threads.is_some() || requests.is_some() {
+                if threads.is_some() || requests.is_some() || idle_ms.is_some() {
                     anyhow::bail!(
-                        "--threads and --requests shape the built-in workload; they do not apply to `-- CMD`"
+                        "--threads, --requests and --idle-ms shape the built-in workload; they do not apply to `-- CMD`"
                     );
                 }
-                swap::SwapOptions::for_command(command)
-            };
+                options.subject = swap::Subject::Command(command);
+            }
             options.interval = Duration::from_millis(interval_ms);
+            options.rounds = rounds.map_or(options.rounds, to_usize);
             emit(&swap::run(&own_exe()?, &options)?, common.out.as_deref())
         }
         Command::Diagnose { common, url, duration, interval } => {

@@ -43,6 +43,7 @@ at_scale!(
     placement::PlacementOptions,
     size_classes::SizeClassesOptions,
     swap::Workload,
+    swap::SwapOptions,
     diagnose::DiagnoseOptions,
     profile::ProfiledWorkload,
     malloc_path::MallocPath,

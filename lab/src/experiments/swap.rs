@@ -1,218 +1,39 @@
 //! Task 9: the same program on glibc, jemalloc, tcmalloc, mimalloc and allockit's own malloc.
 //!
 //! The lab binary (on the system allocator) re-executes itself once per allocator, with
-//! that allocator in `LD_PRELOAD`, running [`Workload`]: several threads serving
-//! synthetic requests with a representative mix of sizes and lifetimes —
+//! that allocator in `LD_PRELOAD`, running [`Workload`] (its own module says what the
+//! service does): warm-up, a steady phase on a live set of constant size, free everything,
+//! then an idle phase long enough for every allocator's purge. The child reads its RSS per
+//! phase; the parent reads the kernel's peak RSS (`ru_maxrss`) when the child exits. Every
+//! allocator runs exactly the same requests (seeded).
 //!
-//! * short-lived request objects (8 B – 64 KiB, mostly small), all freed when the request
-//!   ends, plus a response buffer that grows by appending (realloc);
-//! * medium-lived cache entries that replace a random slot of a per-thread cache;
-//! * long-lived objects kept until the end;
-//! * messages handed to the next thread and freed there (remote frees, the case that
-//!   separates per-thread caches from shared arenas);
-//!
-//! then frees everything and lingers, so the curve shows who gives memory back. The
-//! parent samples each child's RSS over time; the child reports its own throughput.
-//! Every allocator runs exactly the same requests (seeded).
+//! The comparison runs in **rounds**: each round runs every allocator once, and the order
+//! rotates from one round to the next (round 2 starts with the allocator that was second in
+//! round 1), so that a slow spell of a shared machine does not always hit the same
+//! allocator. The report gives medians with their ranges (min–max), ratios to glibc as the
+//! median of the per-round ratios, and claims an ordering ("faster than glibc", "lower
+//! steady RSS") only where the ranges do not overlap, and only with three rounds or more.
 //!
 //! `swap -- CMD ARGS...` does the same for any dynamically linked program: wall time,
 //! RSS over time and the kernel's peak RSS, and whether the preloaded library was really
 //! mapped (a static binary or a program with its own allocator ignores `LD_PRELOAD`).
-//!
-//! One run per allocator: numbers from a loaded machine vary by several percent; rerun
-//! before trusting a small difference.
+
+mod workload;
 
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
-use serde::{Deserialize, Serialize};
+pub use workload::{LiveCheckpoint, Phase, PhaseSample, Workload, WorkloadReport, run_workload};
 
 use crate::LabError;
-use crate::allocator::{self, AllocatorKind, Availability};
+use crate::allocator::{self, AllocatorKind, Availability, Located};
 use crate::chart::{Bar, Chart, ChartKind, LinePanel, Series};
-use crate::child::{ChildTask, Launch};
+use crate::child::Launch;
 use crate::process::{self, ChildSpec, ExitOutcome, RssSample};
 use crate::report::{self, CsvFile, Outcome, Table};
 
-/// The allocation-heavy workload a child runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Workload {
-    /// Worker threads.
-    pub threads: usize,
-    /// Requests each thread serves.
-    pub requests_per_thread: usize,
-    /// Slots of each thread's cache (medium-lived objects).
-    pub cache_slots: usize,
-    /// Milliseconds to stay alive after freeing everything.
-    pub linger_ms: u64,
-    /// Seed of the request mix.
-    pub seed: u64,
-}
-
-impl Workload {
-    /// Task 9 in full: four threads, 150,000 requests each.
-    pub fn full() -> Workload {
-        Workload { threads: 4, requests_per_thread: 150_000, cache_slots: 4096, linger_ms: 600, seed: 9 }
-    }
-
-    /// The test-suite version.
-    pub fn quick() -> Workload {
-        Workload { threads: 2, requests_per_thread: 8_000, cache_slots: 1024, linger_ms: 100, seed: 9 }
-    }
-}
-
-/// What the workload did.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct WorkloadReport {
-    /// Requests served over all threads.
-    pub requests: u64,
-    /// Allocations made (objects created plus growth steps of response buffers).
-    pub allocations: u64,
-    /// Bytes requested in those allocations.
-    pub bytes: u64,
-    /// Messages freed by a thread other than the one that allocated them.
-    pub remote_frees: u64,
-    /// Seconds the threads ran (without start-up and linger).
-    pub elapsed_secs: f64,
-}
-
-impl WorkloadReport {
-    /// Requests per second.
-    pub fn requests_per_sec(&self) -> f64 {
-        self.requests as f64 / self.elapsed_secs.max(f64::MIN_POSITIVE)
-    }
-
-    /// Allocations per second.
-    pub fn allocations_per_sec(&self) -> f64 {
-        self.allocations as f64 / self.elapsed_secs.max(f64::MIN_POSITIVE)
-    }
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Counts {
-    requests: u64,
-    allocations: u64,
-    bytes: u64,
-    remote_frees: u64,
-}
-
-impl ChildTask for Workload {
-    const NAME: &'static str = "swap-workload";
-    type Output = WorkloadReport;
-
-    fn run(self) -> Result<WorkloadReport, LabError> {
-        let report = run_workload(&self)?;
-        std::thread::sleep(Duration::from_millis(self.linger_ms));
-        Ok(report)
-    }
-}
-
-/// Runs the workload in this process and frees everything it allocated.
-pub fn run_workload(workload: &Workload) -> Result<WorkloadReport, LabError> {
-    if workload.threads == 0 {
-        return Err(LabError::InvalidArgument { flag: "--threads", reason: "must be at least 1".into() });
-    }
-    let (senders, receivers): (Vec<_>, Vec<_>) =
-        (0..workload.threads).map(|_| mpsc::sync_channel(256)).unzip();
-    let started = Instant::now();
-    let counts = std::thread::scope(|scope| {
-        let handles: Vec<_> = receivers
-            .into_iter()
-            .enumerate()
-            .map(|(id, inbox)| {
-                let outbox = senders[(id + 1) % workload.threads].clone();
-                scope.spawn(move || serve_requests(workload, id as u64, &inbox, &outbox))
-            })
-            .collect();
-        drop(senders);
-        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect::<Vec<Counts>>()
-    });
-    let elapsed_secs = started.elapsed().as_secs_f64();
-    let total = counts.iter().fold(Counts::default(), |a, c| Counts {
-        requests: a.requests + c.requests,
-        allocations: a.allocations + c.allocations,
-        bytes: a.bytes + c.bytes,
-        remote_frees: a.remote_frees + c.remote_frees,
-    });
-    Ok(WorkloadReport {
-        requests: total.requests,
-        allocations: total.allocations,
-        bytes: total.bytes,
-        remote_frees: total.remote_frees,
-        elapsed_secs,
-    })
-}
-
-/// A request object's size: mostly small, some buffers, a few large bodies.
-fn request_object_size(rng: &mut StdRng) -> usize {
-    match rng.random_range(0..100) {
-        0..60 => rng.random_range(8..=64),
-        60..90 => rng.random_range(65..=512),
-        90..99 => rng.random_range(513..=4096),
-        _ => rng.random_range(4097..=65536),
-    }
-}
-
-fn filled(size: usize, tag: u64, counts: &mut Counts) -> Vec<u8> {
-    counts.allocations += 1;
-    counts.bytes += size as u64;
-    vec![tag as u8 | 1; size]
-}
-
-fn serve_requests(
-    workload: &Workload,
-    id: u64,
-    inbox: &Receiver<Vec<u8>>,
-    outbox: &SyncSender<Vec<u8>>,
-) -> Counts {
-    let mut rng = StdRng::seed_from_u64(workload.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ id);
-    let mut counts = Counts::default();
-    let mut cache: Vec<Vec<u8>> = (0..workload.cache_slots).map(|_| Vec::new()).collect();
-    let mut long_lived: Vec<Vec<u8>> = Vec::new();
-    let mut request_objects: Vec<Vec<u8>> = Vec::with_capacity(64);
-    let chunk = [b'x'; 128];
-    for request in 0..workload.requests_per_thread as u64 {
-        for _ in 0..rng.random_range(8..32) {
-            let size = request_object_size(&mut rng);
-            request_objects.push(filled(size, request, &mut counts));
-        }
-        let mut response: Vec<u8> = Vec::new();
-        let mut capacity = 0;
-        for _ in 0..rng.random_range(4..24) {
-            response.extend_from_slice(&chunk[..rng.random_range(16..=128)]);
-            if response.capacity() != capacity {
-                capacity = response.capacity();
-                counts.allocations += 1;
-                counts.bytes += capacity as u64;
-            }
-        }
-        std::hint::black_box(&response);
-        if !cache.is_empty() && rng.random_bool(0.5) {
-            let slot = rng.random_range(0..cache.len());
-            cache[slot] = filled(rng.random_range(64..=2048), request, &mut counts);
-        }
-        if request.is_multiple_of(64) {
-            long_lived.push(filled(rng.random_range(256..=4096), request, &mut counts));
-        }
-        if request.is_multiple_of(8) {
-            let message = filled(rng.random_range(128..=2048), request, &mut counts);
-            match outbox.try_send(message) {
-                Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
-            }
-        }
-        while let Ok(message) = inbox.try_recv() {
-            std::hint::black_box(&message);
-            counts.remote_frees += 1;
-        }
-        request_objects.clear();
-        counts.requests += 1;
-    }
-    std::hint::black_box((&cache, &long_lived));
-    counts
-}
+/// Rounds below which no ordering is claimed.
+pub const MIN_ROUNDS_FOR_ORDERING: usize = 3;
 
 /// What `swap` runs under each allocator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,9 +44,11 @@ pub enum Subject {
     Command(Vec<String>),
 }
 
-/// One allocator's run.
+/// One allocator's run in one round.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SwapRun {
+    /// The round (from 1).
+    pub round: usize,
     /// The allocator put under the subject (glibc's is the one already in the process).
     pub allocator: AllocatorKind,
     /// The preloaded library, or `libc`.
@@ -236,9 +59,9 @@ pub struct SwapRun {
     pub exit: ExitOutcome,
     /// Seconds from spawn to exit.
     pub wall_secs: f64,
-    /// RSS over time.
+    /// RSS over time, read by the parent from `/proc/PID/statm`.
     pub rss: Vec<RssSample>,
-    /// The kernel's peak RSS.
+    /// The kernel's peak RSS (`ru_maxrss`).
     pub peak_rss_bytes: u64,
     /// Whether the preload showed up in the process's memory map (commands only).
     pub preload_mapped: Option<bool>,
@@ -247,18 +70,231 @@ pub struct SwapRun {
 }
 
 impl SwapRun {
-    fn mean_rss(&self) -> f64 {
-        if self.rss.is_empty() {
-            0.0
-        } else {
-            self.rss.iter().map(|s| s.rss_bytes as f64).sum::<f64>() / self.rss.len() as f64
+    /// The peak RSS: the kernel's, or the workload's highest reading where that is higher.
+    /// Both come from the kernel's RSS counters, which are kept per CPU and summed only
+    /// approximately, so a reading on a plateau can come out a few hundred KiB above the
+    /// kernel's peak.
+    pub fn peak_rss(&self) -> u64 {
+        let readings = self.workload.iter().flat_map(|w| {
+            w.samples.iter().map(|s| s.rss_bytes).chain([
+                w.rss_steady_end,
+                w.rss_after_free,
+                w.rss_after_idle,
+                w.rss_after_exit,
+            ])
+        });
+        readings.fold(self.peak_rss_bytes, u64::max)
+    }
+}
+
+/// Options of a swap experiment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwapOptions {
+    /// The built-in workload or any command, run once per allocator and round.
+    pub subject: Subject,
+    /// How often RSS is read (by the parent from `/proc`, and by the workload itself).
+    pub interval: Duration,
+    /// Rounds; each runs every allocator once, in an order rotated from the last round's.
+    pub rounds: usize,
+}
+
+impl SwapOptions {
+    /// Task 9 in full: [`Workload::full`], three rounds.
+    pub fn full() -> Self {
+        SwapOptions::for_workload(Workload::full())
+    }
+
+    /// The test-suite version: [`Workload::quick`], two rounds (too few for an ordering,
+    /// enough to see the order rotate).
+    pub fn quick() -> Self {
+        SwapOptions { rounds: 2, ..SwapOptions::for_workload(Workload::quick()) }
+    }
+
+    /// The built-in workload, RSS read every 20 ms, three rounds.
+    pub fn for_workload(workload: Workload) -> Self {
+        SwapOptions {
+            subject: Subject::Workload(workload),
+            interval: Duration::from_millis(20),
+            rounds: MIN_ROUNDS_FOR_ORDERING,
         }
     }
 
-    /// The last RSS sample: for the built-in workload, after everything was freed.
-    pub fn final_rss(&self) -> u64 {
-        self.rss.last().map_or(0, |s| s.rss_bytes)
+    /// A command, RSS read every 20 ms, three rounds.
+    pub fn for_command(command: Vec<String>) -> Self {
+        SwapOptions {
+            subject: Subject::Command(command),
+            interval: Duration::from_millis(20),
+            rounds: MIN_ROUNDS_FOR_ORDERING,
+        }
     }
+}
+
+/// The order in which round `round` (from 1) runs `allocators`: the list rotated left by
+/// `round - 1`, so every allocator takes every position in turn.
+pub fn round_order<T: Clone>(allocators: &[T], round: usize) -> Vec<T> {
+    let mut order = allocators.to_vec();
+    if !order.is_empty() {
+        let shift = round.saturating_sub(1) % order.len();
+        order.rotate_left(shift);
+    }
+    order
+}
+
+/// Runs the subject under each available allocator, `options.rounds` times.
+pub fn run(exe: &Path, options: &SwapOptions) -> Result<SwapOutcome, LabError> {
+    if let Subject::Command(command) = &options.subject
+        && command.is_empty()
+    {
+        return Err(LabError::InvalidArgument { flag: "--", reason: "no command given after `--`".into() });
+    }
+    if options.rounds == 0 {
+        return Err(LabError::InvalidArgument { flag: "--rounds", reason: "must be at least 1".into() });
+    }
+    if let Subject::Workload(workload) = &options.subject {
+        workload.validate()?;
+    }
+    let mut available = Vec::new();
+    let mut missing = Vec::new();
+    for located in allocator::locate_each(&AllocatorKind::WITH_ALLOCKIT) {
+        match &located.availability {
+            Availability::Missing { install } => missing.push((located.kind, install.clone())),
+            _ => available.push(located),
+        }
+    }
+    let mut runs = Vec::new();
+    for round in 1..=options.rounds {
+        for located in round_order(&available, round) {
+            runs.push(run_once(exe, options, &located, round)?);
+        }
+    }
+    Ok(SwapOutcome { subject: options.subject.clone(), rounds: options.rounds, runs, missing })
+}
+
+fn run_once(exe: &Path, options: &SwapOptions, located: &Located, round: usize) -> Result<SwapRun, LabError> {
+    let library = located.preload().map_or_else(|| "libc".to_owned(), |p| p.display().to_string());
+    let (workload, sampled) = match &options.subject {
+        Subject::Workload(workload) => {
+            let workload = Workload {
+                sample_ms: u64::try_from(options.interval.as_millis()).unwrap_or(u64::MAX).max(1),
+                ..workload.clone()
+            };
+            let mut launch = Launch::new(exe, located);
+            launch.interval = options.interval;
+            let (report, sampled) = launch.run(&workload)?;
+            (Some(report), sampled)
+        }
+        Subject::Command(command) => {
+            let mut spec = ChildSpec::new(&command[0], command[1..].to_vec());
+            spec.preload = located.preload().map(Path::to_path_buf);
+            spec.interval = options.interval;
+            (None, process::run_sampled(&spec)?)
+        }
+    };
+    Ok(SwapRun {
+        round,
+        allocator: located.kind,
+        library,
+        workload,
+        exit: sampled.exit,
+        wall_secs: sampled.wall_secs,
+        rss: sampled.rss,
+        peak_rss_bytes: sampled.peak_rss_bytes,
+        preload_mapped: sampled.preload_mapped,
+        stderr_tail: sampled.stderr_tail,
+    })
+}
+
+/// A median with the range it came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    /// The median (of an even count, the mean of the two middle values).
+    pub median: f64,
+    /// The smallest value.
+    pub min: f64,
+    /// The largest value.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values`; `None` when there are none.
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let (&min, &max) = (sorted.first()?, sorted.last()?);
+        let middle = sorted.len() / 2;
+        let median =
+            if sorted.len() % 2 == 1 { sorted[middle] } else { (sorted[middle - 1] + sorted[middle]) / 2.0 };
+        Some(Spread { median, min, max })
+    }
+
+    /// Whether the two ranges share a value.
+    pub fn overlaps(&self, other: &Spread) -> bool {
+        self.min <= other.max && other.min <= self.max
+    }
+
+    /// `median (min–max)`, each formatted by `format`.
+    pub fn text(&self, format: impl Fn(f64) -> String) -> String {
+        format!("{} ({}–{})", format(self.median), format(self.min), format(self.max))
+    }
+}
+
+/// How one allocator's range compares with glibc's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Every value above glibc's range.
+    Above,
+    /// Every value below glibc's range.
+    Below,
+    /// The ranges overlap: no ordering.
+    Overlap,
+    /// Fewer than [`MIN_ROUNDS_FOR_ORDERING`] rounds: no ordering claimed.
+    TooFewRounds,
+}
+
+impl Order {
+    /// How `spread` compares with `baseline` over `rounds` rounds.
+    pub fn of(spread: &Spread, baseline: &Spread, rounds: usize) -> Order {
+        if rounds < MIN_ROUNDS_FOR_ORDERING {
+            Order::TooFewRounds
+        } else if spread.overlaps(baseline) {
+            Order::Overlap
+        } else if spread.min > baseline.max {
+            Order::Above
+        } else {
+            Order::Below
+        }
+    }
+}
+
+/// One allocator's figures over the rounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AllocatorSummary {
+    /// The allocator.
+    pub allocator: AllocatorKind,
+    /// Runs that went into the figures.
+    pub runs: usize,
+    /// Steady-phase requests per second (built-in workload).
+    pub requests_per_sec: Option<Spread>,
+    /// Per-round ratio of `requests_per_sec` to glibc's in the same round.
+    pub throughput_vs_glibc: Option<Spread>,
+    /// Seconds from spawn to exit.
+    pub wall_secs: Spread,
+    /// Per-round ratio of `wall_secs` to glibc's in the same round.
+    pub wall_vs_glibc: Option<Spread>,
+    /// Steady-state RSS: median of the readings over the second half of the steady phase.
+    pub steady_rss: Option<Spread>,
+    /// The second half's median RSS over the first half's, minus one (the plateau: near 0).
+    pub steady_drift: Option<Spread>,
+    /// Peak RSS ([`SwapRun::peak_rss`]).
+    pub peak_rss: Spread,
+    /// RSS right after everything was freed.
+    pub after_free: Option<Spread>,
+    /// RSS at the end of the idle phase (after every allocator's decay period).
+    pub after_decay: Option<Spread>,
+    /// RSS after the worker threads ended.
+    pub after_exit: Option<Spread>,
+    /// RSS before the workload allocated anything.
+    pub at_start: Option<Spread>,
 }
 
 /// Task 9's result.
@@ -267,91 +303,211 @@ pub struct SwapOutcome {
     /// The built-in workload or the command given after `--`, the same under every
     /// allocator.
     pub subject: Subject,
-    /// One run per available allocator, glibc first.
+    /// Rounds run.
+    pub rounds: usize,
+    /// Every run, in the order they ran (round by round).
     pub runs: Vec<SwapRun>,
     /// Allocators not installed, with their install command.
     pub missing: Vec<(AllocatorKind, String)>,
 }
 
-/// Options of a swap experiment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SwapOptions {
-    /// The built-in workload or any command, run once per allocator.
-    pub subject: Subject,
-    /// How often the child's RSS is read from `/proc` (shorter catches brief peaks; the
-    /// kernel's peak RSS is reported beside the series anyway).
-    pub interval: Duration,
+/// The median RSS of the readings in `samples`; `None` when there are none.
+fn median_rss<'a>(samples: impl Iterator<Item = &'a PhaseSample>) -> Option<f64> {
+    let values: Vec<f64> = samples.map(|s| s.rss_bytes as f64).collect();
+    Spread::of(&values).map(|s| s.median)
 }
 
-impl SwapOptions {
-    /// The built-in workload, RSS sampled every 20 ms.
-    pub fn for_workload(workload: Workload) -> Self {
-        SwapOptions { subject: Subject::Workload(workload), interval: Duration::from_millis(20) }
-    }
-
-    /// A command, RSS sampled every 20 ms.
-    pub fn for_command(command: Vec<String>) -> Self {
-        SwapOptions { subject: Subject::Command(command), interval: Duration::from_millis(20) }
-    }
-}
-
-/// Runs the subject once under each available allocator.
-pub fn run(exe: &Path, options: &SwapOptions) -> Result<SwapOutcome, LabError> {
-    if let Subject::Command(command) = &options.subject
-        && command.is_empty()
-    {
-        return Err(LabError::InvalidArgument { flag: "--", reason: "no command given after `--`".into() });
-    }
-    let mut runs = Vec::new();
-    let mut missing = Vec::new();
-    for located in allocator::locate_each(&AllocatorKind::WITH_ALLOCKIT) {
-        if let Availability::Missing { install } = &located.availability {
-            missing.push((located.kind, install.clone()));
-            continue;
-        }
-        let library = located.preload().map_or_else(|| "libc".to_owned(), |p| p.display().to_string());
-        let (workload, sampled) = match &options.subject {
-            Subject::Workload(workload) => {
-                let mut launch = Launch::new(exe, &located);
-                launch.interval = options.interval;
-                let (report, sampled) = launch.run(workload)?;
-                (Some(report), sampled)
-            }
-            Subject::Command(command) => {
-                let mut spec = ChildSpec::new(&command[0], command[1..].to_vec());
-                spec.preload = located.preload().map(Path::to_path_buf);
-                spec.interval = options.interval;
-                (None, process::run_sampled(&spec)?)
-            }
-        };
-        runs.push(SwapRun {
-            allocator: located.kind,
-            library,
-            workload,
-            exit: sampled.exit,
-            wall_secs: sampled.wall_secs,
-            rss: sampled.rss,
-            peak_rss_bytes: sampled.peak_rss_bytes,
-            preload_mapped: sampled.preload_mapped,
-            stderr_tail: sampled.stderr_tail,
-        });
-    }
-    Ok(SwapOutcome { subject: options.subject.clone(), runs, missing })
+/// The steady phase's second-half median RSS over its first-half median, minus one.
+fn steady_drift(report: &WorkloadReport) -> Option<f64> {
+    let half = (report.steady_start_secs + report.steady_end_secs) / 2.0;
+    let first = median_rss(report.samples_of(Phase::Steady).filter(|s| s.t_secs < half))?;
+    let second = median_rss(report.samples_of(Phase::Steady).filter(|s| s.t_secs >= half))?;
+    Some(second / first.max(1.0) - 1.0)
 }
 
 impl SwapOutcome {
-    fn baseline(&self) -> Option<&SwapRun> {
-        self.runs.iter().find(|run| run.allocator == AllocatorKind::Glibc)
+    /// The runs of one allocator, in round order.
+    pub fn runs_of(&self, kind: AllocatorKind) -> impl Iterator<Item = &SwapRun> {
+        self.runs.iter().filter(move |run| run.allocator == kind)
+    }
+
+    fn run_in(&self, kind: AllocatorKind, round: usize) -> Option<&SwapRun> {
+        self.runs.iter().find(|run| run.allocator == kind && run.round == round)
+    }
+
+    /// The order the allocators ran in, per round.
+    pub fn orders(&self) -> Vec<Vec<AllocatorKind>> {
+        (1..=self.rounds)
+            .map(|round| self.runs.iter().filter(|run| run.round == round).map(|run| run.allocator).collect())
+            .collect()
+    }
+
+    /// Per-round ratios of `figure` to glibc's figure in the same round.
+    fn ratios(&self, kind: AllocatorKind, figure: impl Fn(&SwapRun) -> Option<f64>) -> Option<Spread> {
+        let ratios: Vec<f64> = self
+            .runs_of(kind)
+            .filter_map(|run| {
+                let base = figure(self.run_in(AllocatorKind::Glibc, run.round)?)?;
+                Some(figure(run)? / base.max(f64::MIN_POSITIVE))
+            })
+            .collect();
+        Spread::of(&ratios)
+    }
+
+    fn spread(&self, kind: AllocatorKind, figure: impl Fn(&SwapRun) -> Option<f64>) -> Option<Spread> {
+        Spread::of(&self.runs_of(kind).filter_map(figure).collect::<Vec<_>>())
+    }
+
+    /// One summary per allocator that ran, glibc first.
+    pub fn summaries(&self) -> Vec<AllocatorSummary> {
+        let rps = |run: &SwapRun| run.workload.as_ref().map(WorkloadReport::requests_per_sec);
+        let wall = |run: &SwapRun| Some(run.wall_secs);
+        AllocatorKind::WITH_ALLOCKIT
+            .into_iter()
+            .filter_map(|kind| {
+                Some(AllocatorSummary {
+                    allocator: kind,
+                    runs: self.runs_of(kind).count(),
+                    requests_per_sec: self.spread(kind, rps),
+                    throughput_vs_glibc: self.ratios(kind, rps),
+                    wall_secs: self.spread(kind, wall)?,
+                    wall_vs_glibc: self.ratios(kind, wall),
+                    steady_rss: self.spread(kind, |r| r.workload.as_ref().map(|w| w.steady_rss() as f64)),
+                    steady_drift: self.spread(kind, |r| r.workload.as_ref().and_then(steady_drift)),
+                    peak_rss: self.spread(kind, |r| Some(r.peak_rss() as f64))?,
+                    after_free: self.spread(kind, |r| r.workload.as_ref().map(|w| w.rss_after_free as f64)),
+                    after_decay: self.spread(kind, |r| r.workload.as_ref().map(|w| w.rss_after_idle as f64)),
+                    after_exit: self.spread(kind, |r| r.workload.as_ref().map(|w| w.rss_after_exit as f64)),
+                    at_start: self.spread(kind, |r| r.workload.as_ref().map(|w| w.rss_at_start as f64)),
+                })
+            })
+            .collect()
+    }
+
+    /// The verdict per allocator against glibc: an ordering only where the ranges do not
+    /// overlap over at least [`MIN_ROUNDS_FOR_ORDERING`] rounds.
+    pub fn verdicts(&self) -> Vec<String> {
+        let summaries = self.summaries();
+        let Some(base) = summaries.iter().find(|s| s.allocator == AllocatorKind::Glibc) else {
+            return vec!["glibc did not run, so there is no baseline to compare with".to_owned()];
+        };
+        if self.rounds < MIN_ROUNDS_FOR_ORDERING {
+            return vec![format!(
+                "{} round(s): no ordering claimed ({MIN_ROUNDS_FOR_ORDERING} or more alternating rounds are needed)",
+                self.rounds
+            )];
+        }
+        let mib = |v: f64| report::bytes(v);
+        let range = |s: &Spread, f: &dyn Fn(f64) -> String| format!("{}–{}", f(s.min), f(s.max));
+        let compare = |what: &str,
+                       above: &str,
+                       below: &str,
+                       own: &Spread,
+                       glibc: &Spread,
+                       f: &dyn Fn(f64) -> String| {
+            let ranges = format!("{} vs glibc's {}", range(own, f), range(glibc, f));
+            match Order::of(own, glibc, self.rounds) {
+                Order::Above => format!("{above} ({what} {ranges})"),
+                Order::Below => format!("{below} ({what} {ranges})"),
+                Order::Overlap | Order::TooFewRounds => {
+                    format!("{what}: ranges overlap: no ordering ({ranges})")
+                }
+            }
+        };
+        let per_second = |v: f64| format!("{v:.0}/s");
+        let seconds = |v: f64| format!("{v:.3} s");
+        summaries
+            .iter()
+            .filter(|s| s.allocator != AllocatorKind::Glibc)
+            .map(|s| {
+                let mut parts = Vec::new();
+                match (&s.requests_per_sec, &base.requests_per_sec) {
+                    (Some(own), Some(glibc)) => parts.push(compare(
+                        "requests",
+                        "faster than glibc",
+                        "slower than glibc",
+                        own,
+                        glibc,
+                        &per_second,
+                    )),
+                    _ => parts.push(compare(
+                        "wall time",
+                        "slower than glibc",
+                        "faster than glibc",
+                        &s.wall_secs,
+                        &base.wall_secs,
+                        &seconds,
+                    )),
+                }
+                match (&s.steady_rss, &base.steady_rss) {
+                    (Some(own), Some(glibc)) => parts.push(compare(
+                        "steady RSS",
+                        "higher steady RSS",
+                        "lower steady RSS",
+                        own,
+                        glibc,
+                        &mib,
+                    )),
+                    _ => parts.push(compare(
+                        "peak RSS",
+                        "higher peak RSS",
+                        "lower peak RSS",
+                        &s.peak_rss,
+                        &base.peak_rss,
+                        &mib,
+                    )),
+                }
+                if let (Some(own), Some(glibc)) = (&s.after_decay, &base.after_decay) {
+                    parts.push(compare(
+                        "RSS after decay",
+                        "holds more after decay",
+                        "holds less after decay",
+                        own,
+                        glibc,
+                        &mib,
+                    ));
+                }
+                format!("{} vs glibc over {} rounds: {}", s.allocator, self.rounds, parts.join("; "))
+            })
+            .collect()
     }
 
     fn subject_text(&self) -> String {
         match &self.subject {
             Subject::Workload(w) => format!(
-                "the built-in workload ({} threads × {} requests, cache of {} slots per thread)",
-                w.threads, w.requests_per_thread, w.cache_slots
+                "the built-in workload ({} threads; each: a live set of {} cache slots and {} long-lived objects, {} warm-up and {} steady requests, then everything freed and {} ms idle with one request every {} ms)",
+                w.threads,
+                w.cache_slots,
+                w.long_lived_slots,
+                w.warmup_requests,
+                w.requests_per_thread,
+                w.idle_ms,
+                w.heartbeat_ms
             ),
             Subject::Command(command) => format!("`{}`", shell_words(command)),
         }
+    }
+
+    /// The live set over the steady phase, as one sentence (from the first run: every run
+    /// serves the same seeded requests).
+    fn live_set_text(&self) -> Option<String> {
+        let live = &self.runs.first()?.workload.as_ref()?.live;
+        let objects_min = live.iter().map(|c| c.objects).min()?;
+        let objects_max = live.iter().map(|c| c.objects).max()?;
+        let bytes_min = live.iter().map(|c| c.bytes).min()?;
+        let bytes_max = live.iter().map(|c| c.bytes).max()?;
+        let objects = if objects_min == objects_max {
+            format!("{objects_min} objects at every checkpoint")
+        } else {
+            format!("{objects_min}–{objects_max} objects")
+        };
+        Some(format!(
+            "Live set over the steady phase ({} checkpoints, counted by the workload): {objects}, {}–{} ({:.1}% apart): the plateau the steady RSS is read on.",
+            live.len(),
+            report::bytes(bytes_min as f64),
+            report::bytes(bytes_max as f64),
+            (bytes_max as f64 / bytes_min.max(1) as f64 - 1.0) * 100.0,
+        ))
     }
 }
 
@@ -373,6 +529,14 @@ fn shell_words(command: &[String]) -> String {
         .join(" ")
 }
 
+fn bytes_spread(spread: Option<&Spread>) -> String {
+    spread.map_or("-".to_owned(), |s| s.text(report::bytes))
+}
+
+fn ratio_spread(spread: Option<&Spread>) -> String {
+    spread.map_or("-".to_owned(), |s| s.text(report::ratio))
+}
+
 impl Outcome for SwapOutcome {
     fn slug(&self) -> &'static str {
         "swap"
@@ -383,39 +547,66 @@ impl Outcome for SwapOutcome {
     }
 
     fn findings(&self) -> Vec<String> {
-        let mut findings =
-            vec![format!("Ran {} under each allocator through LD_PRELOAD.", self.subject_text())];
-        let base = self.baseline();
+        let orders = self.orders();
+        let order_text = orders
+            .iter()
+            .enumerate()
+            .map(|(i, order)| {
+                let names: Vec<&str> = order.iter().map(|kind| kind.name()).collect();
+                format!("round {}: {}", i + 1, names.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut findings = vec![format!(
+            "Ran {} under each allocator through LD_PRELOAD, {} round(s), the order rotated per round ({order_text}).",
+            self.subject_text(),
+            self.rounds
+        )];
+        findings.extend(self.live_set_text());
+        let starts: Vec<String> = self
+            .summaries()
+            .iter()
+            .filter_map(|s| s.at_start.map(|r| format!("{} {}", s.allocator, report::bytes(r.median))))
+            .collect();
+        if !starts.is_empty() {
+            findings.push(format!(
+                "RSS before the workload allocated anything (the binary, its libraries, the allocator's start-up): {}.",
+                starts.join(", ")
+            ));
+        }
+        let drifts: Vec<String> = self
+            .summaries()
+            .iter()
+            .filter_map(|s| s.steady_drift.map(|d| format!("{} {:+.1}%", s.allocator, d.median * 100.0)))
+            .collect();
+        if !drifts.is_empty() {
+            findings.push(format!(
+                "RSS over the steady phase, second half's median against the first half's (median over the rounds): {}.",
+                drifts.join(", ")
+            ));
+        }
+        findings.extend(self.verdicts());
         for run in &self.runs {
-            match (&run.workload, base.and_then(|b| b.workload)) {
-                (Some(w), Some(b)) => findings.push(format!(
-                    "{}: {:.0} requests/s ({} glibc's throughput), peak RSS {} ({} glibc's), RSS after freeing everything {}",
-                    run.allocator,
-                    w.requests_per_sec(),
-                    report::ratio(w.requests_per_sec() / b.requests_per_sec()),
-                    report::bytes(run.peak_rss_bytes as f64),
-                    report::ratio(run.peak_rss_bytes as f64 / base.map_or(1, |b| b.peak_rss_bytes).max(1) as f64),
-                    report::bytes(run.final_rss() as f64),
-                )),
-                _ => {
-                    let base_wall = base.map_or(run.wall_secs, |b| b.wall_secs);
-                    let mapped = match run.preload_mapped {
-                        Some(false) => " — the preloaded library was NOT mapped, so this ran on the program's own allocator",
-                        _ => "",
-                    };
-                    let stderr = match run.stderr_tail.lines().last() {
-                        Some(line) if !run.exit.success() => format!("; its stderr ends with: {}", line.trim()),
-                        _ => String::new(),
-                    };
-                    findings.push(format!(
-                        "{}: {} in {:.2} s ({} glibc's time), peak RSS {}{mapped}{stderr}",
-                        run.allocator,
-                        run.exit,
-                        run.wall_secs,
-                        report::ratio(run.wall_secs / base_wall.max(f64::MIN_POSITIVE)),
-                        report::bytes(run.peak_rss_bytes as f64),
-                    ));
+            let mapped = match run.preload_mapped {
+                Some(false) => {
+                    Some("the preloaded library was NOT mapped, so this ran on the program's own allocator")
                 }
+                _ => None,
+            };
+            let stderr = match run.stderr_tail.lines().last() {
+                Some(line) if !run.exit.success() => Some(format!("its stderr ends with: {}", line.trim())),
+                _ => None,
+            };
+            if mapped.is_some() || stderr.is_some() {
+                let details: Vec<String> =
+                    [mapped.map(str::to_owned), stderr].into_iter().flatten().collect();
+                findings.push(format!(
+                    "{}, round {}: {}; {}",
+                    run.allocator,
+                    run.round,
+                    run.exit,
+                    details.join("; ")
+                ));
             }
         }
         for (kind, install) in &self.missing {
@@ -425,146 +616,242 @@ impl Outcome for SwapOutcome {
     }
 
     fn tables(&self) -> Vec<Table> {
-        let base = self.baseline();
-        let mut table = match &self.subject {
+        let summaries = self.summaries();
+        let caption = format!("Medians over {} round(s), with the range (min–max)", self.rounds);
+        let mut summary = match &self.subject {
             Subject::Workload(_) => Table::new(
-                "Throughput and memory per allocator",
+                caption,
                 &[
                     "allocator",
                     "requests/s",
-                    "allocations/s",
-                    "throughput vs glibc",
-                    "wall s",
+                    "vs glibc",
+                    "steady RSS",
                     "peak RSS",
-                    "mean RSS",
                     "RSS after free",
+                    "RSS after decay",
+                    "RSS after exit",
+                ],
+            ),
+            Subject::Command(_) => {
+                Table::new(caption, &["allocator", "wall s", "time vs glibc", "peak RSS", "preload mapped"])
+            }
+        };
+        for s in &summaries {
+            let row = match &self.subject {
+                Subject::Workload(_) => vec![
+                    s.allocator.to_string(),
+                    s.requests_per_sec.map_or("-".to_owned(), |r| r.text(|v| format!("{v:.0}"))),
+                    ratio_spread(s.throughput_vs_glibc.as_ref()),
+                    bytes_spread(s.steady_rss.as_ref()),
+                    bytes_spread(Some(&s.peak_rss)),
+                    bytes_spread(s.after_free.as_ref()),
+                    bytes_spread(s.after_decay.as_ref()),
+                    bytes_spread(s.after_exit.as_ref()),
+                ],
+                Subject::Command(_) => {
+                    let mapped: Vec<Option<bool>> =
+                        self.runs_of(s.allocator).map(|r| r.preload_mapped).collect();
+                    vec![
+                        s.allocator.to_string(),
+                        s.wall_secs.text(|v| format!("{v:.3}")),
+                        ratio_spread(s.wall_vs_glibc.as_ref()),
+                        bytes_spread(Some(&s.peak_rss)),
+                        if mapped.iter().all(Option::is_none) {
+                            "-".to_owned()
+                        } else if mapped.iter().all(|m| *m == Some(true)) {
+                            "yes".to_owned()
+                        } else {
+                            "NO".to_owned()
+                        },
+                    ]
+                }
+            };
+            summary.push(row);
+        }
+        let mut each = match &self.subject {
+            Subject::Workload(_) => Table::new(
+                "Every run, in the order run",
+                &[
+                    "round",
+                    "allocator",
+                    "requests/s",
+                    "steady RSS",
+                    "peak RSS",
+                    "after free",
+                    "after decay",
+                    "after exit",
                 ],
             ),
             Subject::Command(_) => Table::new(
-                "Wall time and memory per allocator",
-                &["allocator", "exit", "wall s", "time vs glibc", "peak RSS", "mean RSS", "preload mapped"],
+                "Every run, in the order run",
+                &["round", "allocator", "exit", "wall s", "peak RSS"],
             ),
         };
         for run in &self.runs {
             let row = match &run.workload {
-                Some(w) => {
-                    let speedup =
-                        base.and_then(|b| b.workload).map(|b| w.requests_per_sec() / b.requests_per_sec());
-                    vec![
-                        run.allocator.to_string(),
-                        format!("{:.0}", w.requests_per_sec()),
-                        format!("{:.0}", w.allocations_per_sec()),
-                        speedup.map_or("-".to_owned(), report::ratio),
-                        format!("{:.2}", run.wall_secs),
-                        report::bytes(run.peak_rss_bytes as f64),
-                        report::bytes(run.mean_rss()),
-                        report::bytes(run.final_rss() as f64),
-                    ]
-                }
+                Some(w) => vec![
+                    run.round.to_string(),
+                    run.allocator.to_string(),
+                    format!("{:.0}", w.requests_per_sec()),
+                    report::bytes(w.steady_rss() as f64),
+                    report::bytes(run.peak_rss() as f64),
+                    report::bytes(w.rss_after_free as f64),
+                    report::bytes(w.rss_after_idle as f64),
+                    report::bytes(w.rss_after_exit as f64),
+                ],
                 None => vec![
+                    run.round.to_string(),
                     run.allocator.to_string(),
                     run.exit.to_string(),
                     format!("{:.3}", run.wall_secs),
-                    base.map_or("-".to_owned(), |b| {
-                        report::ratio(run.wall_secs / b.wall_secs.max(f64::MIN_POSITIVE))
-                    }),
-                    report::bytes(run.peak_rss_bytes as f64),
-                    report::bytes(run.mean_rss()),
-                    match run.preload_mapped {
-                        Some(true) => "yes".to_owned(),
-                        Some(false) => "NO".to_owned(),
-                        None => "-".to_owned(),
-                    },
+                    report::bytes(run.peak_rss() as f64),
                 ],
             };
-            table.push(row);
+            each.push(row);
         }
-        vec![table]
+        vec![summary, each]
     }
 
     fn csv_files(&self) -> Vec<CsvFile> {
         let mut summary = Table::new(
             "",
             &[
+                "round",
                 "allocator",
                 "library",
                 "exit",
                 "wall_secs",
-                "workload_secs",
+                "steady_secs",
                 "requests",
                 "allocations",
                 "requests_per_sec",
                 "allocations_per_sec",
+                "steady_rss_bytes",
                 "peak_rss_bytes",
-                "mean_rss_bytes",
-                "final_rss_bytes",
+                "kernel_peak_rss_bytes",
+                "after_free_rss_bytes",
+                "after_decay_rss_bytes",
+                "after_exit_rss_bytes",
+                "start_rss_bytes",
             ],
         );
-        let mut series = Table::new("", &["allocator", "t_secs", "rss_bytes"]);
+        let mut series = Table::new("", &["allocator", "round", "t_secs", "phase", "rss_bytes"]);
+        let mut live =
+            Table::new("", &["allocator", "round", "steady_requests", "live_objects", "live_bytes"]);
         for run in &self.runs {
-            let w = run.workload;
+            let w = run.workload.as_ref();
+            let figure = |f: &dyn Fn(&WorkloadReport) -> String| w.map_or(String::new(), f);
             summary.push(vec![
+                run.round.to_string(),
                 run.allocator.to_string(),
                 run.library.clone(),
                 run.exit.to_string(),
                 format!("{:.4}", run.wall_secs),
-                w.map_or(String::new(), |w| format!("{:.4}", w.elapsed_secs)),
-                w.map_or(String::new(), |w| w.requests.to_string()),
-                w.map_or(String::new(), |w| w.allocations.to_string()),
-                w.map_or(String::new(), |w| format!("{:.1}", w.requests_per_sec())),
-                w.map_or(String::new(), |w| format!("{:.1}", w.allocations_per_sec())),
+                figure(&|w| format!("{:.4}", w.elapsed_secs)),
+                figure(&|w| w.requests.to_string()),
+                figure(&|w| w.allocations.to_string()),
+                figure(&|w| format!("{:.1}", w.requests_per_sec())),
+                figure(&|w| format!("{:.1}", w.allocations_per_sec())),
+                figure(&|w| w.steady_rss().to_string()),
+                run.peak_rss().to_string(),
                 run.peak_rss_bytes.to_string(),
-                format!("{:.0}", run.mean_rss()),
-                run.final_rss().to_string(),
+                figure(&|w| w.rss_after_free.to_string()),
+                figure(&|w| w.rss_after_idle.to_string()),
+                figure(&|w| w.rss_after_exit.to_string()),
+                figure(&|w| w.rss_at_start.to_string()),
             ]);
-            for sample in &run.rss {
-                series.push(vec![
-                    run.allocator.to_string(),
-                    format!("{:.4}", sample.t_secs),
-                    sample.rss_bytes.to_string(),
-                ]);
+            match w {
+                Some(w) => {
+                    for sample in &w.samples {
+                        series.push(vec![
+                            run.allocator.to_string(),
+                            run.round.to_string(),
+                            format!("{:.4}", sample.t_secs),
+                            sample.phase.name().to_owned(),
+                            sample.rss_bytes.to_string(),
+                        ]);
+                    }
+                    for checkpoint in &w.live {
+                        live.push(vec![
+                            run.allocator.to_string(),
+                            run.round.to_string(),
+                            checkpoint.request.to_string(),
+                            checkpoint.objects.to_string(),
+                            checkpoint.bytes.to_string(),
+                        ]);
+                    }
+                }
+                None => {
+                    for sample in &run.rss {
+                        series.push(vec![
+                            run.allocator.to_string(),
+                            run.round.to_string(),
+                            format!("{:.4}", sample.t_secs),
+                            String::new(),
+                            sample.rss_bytes.to_string(),
+                        ]);
+                    }
+                }
             }
         }
-        vec![
+        let mut files = vec![
             CsvFile { file_name: "swap.csv".into(), table: summary },
             CsvFile { file_name: "swap-rss.csv".into(), table: series },
-        ]
+        ];
+        if matches!(self.subject, Subject::Workload(_)) {
+            files.push(CsvFile { file_name: "swap-live.csv".into(), table: live });
+        }
+        files
     }
 
     fn charts(&self) -> Vec<Chart> {
-        let series = self
-            .runs
-            .iter()
-            .map(|run| Series {
-                name: run.allocator.to_string(),
-                points: run.rss.iter().map(|s| (s.t_secs, s.rss_bytes as f64 / MIB)).collect(),
+        let workload = matches!(self.subject, Subject::Workload(_));
+        let panels = (1..=self.rounds)
+            .map(|round| LinePanel {
+                title: format!("Round {round}: RSS over time, one curve per allocator"),
+                x_label: if workload { "seconds since the workload started" } else { "seconds since start" }
+                    .into(),
+                y_label: "RSS (MiB)".into(),
+                // In the same order in every panel, so an allocator keeps its colour.
+                series: AllocatorKind::WITH_ALLOCKIT
+                    .iter()
+                    .filter_map(|&kind| self.run_in(kind, round))
+                    .map(|run| Series {
+                        name: run.allocator.to_string(),
+                        points: match &run.workload {
+                            Some(w) => {
+                                w.samples.iter().map(|s| (s.t_secs, s.rss_bytes as f64 / MIB)).collect()
+                            }
+                            None => run.rss.iter().map(|s| (s.t_secs, s.rss_bytes as f64 / MIB)).collect(),
+                        },
+                    })
+                    .collect(),
             })
             .collect();
         let mut charts = vec![Chart {
             file_name: "swap-rss.png".into(),
-            caption: "RSS over time under each allocator".into(),
-            kind: ChartKind::Lines(vec![LinePanel {
-                title: "RSS over time, one curve per allocator".into(),
-                x_label: "seconds since start".into(),
-                y_label: "RSS (MiB)".into(),
-                series,
-            }]),
+            caption: if workload {
+                "RSS over time under each allocator, one panel per round: warm-up, steady plateau, free, idle"
+            } else {
+                "RSS over time under each allocator, one panel per round"
+            }
+            .into(),
+            kind: ChartKind::Lines(panels),
         }];
-        if matches!(self.subject, Subject::Workload(_)) {
+        if workload {
             charts.push(Chart {
                 file_name: "swap-throughput.png".into(),
-                caption: "Requests per second under each allocator".into(),
+                caption: "Steady-phase requests per second under each allocator (median over the rounds)"
+                    .into(),
                 kind: ChartKind::Bars {
-                    title: "Workload throughput (requests/s)".into(),
+                    title: "Workload throughput (requests/s, median)".into(),
                     y_label: "requests per second".into(),
                     bars: self
-                        .runs
+                        .summaries()
                         .iter()
-                        .filter_map(|run| {
-                            run.workload.map(|w| Bar {
-                                label: run.allocator.to_string(),
-                                value: w.requests_per_sec(),
-                            })
+                        .filter_map(|s| {
+                            s.requests_per_sec
+                                .map(|r| Bar { label: s.allocator.to_string(), value: r.median })
                         })
                         .collect(),
                     log_y: false,
@@ -575,24 +862,31 @@ impl Outcome for SwapOutcome {
     }
 
     fn explanation(&self) -> String {
-        "How the four differ. **glibc** (ptmalloc2) keeps boundary-tagged chunks in bins per \
+        "How the five differ. **glibc** (ptmalloc2) keeps boundary-tagged chunks in bins per \
          arena, with a small per-thread cache (tcache, 7 chunks per size); threads share a \
          limited number of arenas and contend on their locks, and memory inside a heap goes \
          back to the kernel only when the top of a heap is free (or on `malloc_trim`). \
          **jemalloc** segregates small sizes into slabs of one size class, gives each thread a \
          cache and spreads threads over 4 × CPUs arenas; freed pages go back to the kernel \
-         gradually after a decay time (`dirty_decay_ms`, 10 s by default). **tcmalloc** \
-         (gperftools) has per-thread caches over central free lists per size class and a page \
-         heap that returns spans slowly (`TCMALLOC_RELEASE_RATE`). **mimalloc** shards free \
-         lists per page, with a separate list for frees from other threads, and gives each \
-         thread its own segments, which keeps both local and remote frees cheap. **allockit** \
-         (this workspace's `allockit-malloc`, docs/malloc.md) follows mimalloc's template with \
-         allockit's own size classes and OS layer: per-thread heaps, pages per size class with a \
-         list for remote frees, and empty pages decommitted after a delay. Which of them \
-         gives memory back once the workload has freed everything is the last column, \
-         measured.\n\n\
-         Read the table as ratios to glibc measured in the same run; one run per allocator on \
-         a shared machine varies by several percent.\n"
+         gradually over `dirty_decay_ms` (10 s by default), but only when a thread calls into \
+         jemalloc unless `background_thread` is on. **tcmalloc** (gperftools) has per-thread \
+         caches over central free lists per size class and a page heap that returns spans \
+         as pages are freed (`TCMALLOC_RELEASE_RATE`), not on a timer. **mimalloc** shards \
+         free lists per page, with a separate list for frees from other threads, gives each \
+         thread its own segments, and decommits empty pages after a short delay (25 ms, and \
+         500 ms for whole segments, in Debian's 2.0). **allockit** (this workspace's \
+         `allockit-malloc`, docs/malloc.md) follows mimalloc's template with allockit's own \
+         size classes and OS layer: per-thread heaps, pages per size class with a list for \
+         remote frees, and empty pages decommitted after a delay.\n\n\
+         Steady RSS is the median over the second half of the steady phase, where the live \
+         set is constant; peak RSS is the kernel's (`ru_maxrss`, or the highest reading where \
+         that is higher); \"after free\" is read \
+         right after every thread freed its live set; \"after decay\" at the end of the idle \
+         phase, which is longer than every allocator's purge delay but, like a real idle \
+         service, still calls the allocator (one small request per thread every heartbeat) — \
+         the allocators that purge only inside their own calls get that chance and no more; \
+         \"after exit\" once the worker threads have ended and their thread-exit hooks ran. \
+         Orderings are claimed only where the ranges over the rounds do not overlap.\n"
             .to_owned()
     }
 }
@@ -606,5 +900,110 @@ mod tests {
         let command: Vec<String> =
             ["python3", "-c", "d = {i: 'x'}", ""].iter().map(|s| (*s).to_owned()).collect();
         assert_eq!(shell_words(&command), r#"python3 -c 'd = {i: '\''x'\''}' ''"#);
+    }
+
+    #[test]
+    fn every_allocator_takes_every_position_as_the_rounds_rotate() {
+        let kinds = AllocatorKind::WITH_ALLOCKIT;
+        let orders: Vec<Vec<AllocatorKind>> =
+            (1..=kinds.len()).map(|round| round_order(&kinds, round)).collect();
+        assert_eq!(orders[0], kinds);
+        for kind in kinds {
+            let mut positions: Vec<usize> =
+                orders.iter().map(|order| order.iter().position(|k| *k == kind).unwrap()).collect();
+            positions.sort_unstable();
+            assert_eq!(positions, (0..kinds.len()).collect::<Vec<_>>(), "{kind}");
+        }
+    }
+
+    /// A run whose steady phase served `rps` requests per second at `steady_mib` of RSS.
+    fn fake_run(allocator: AllocatorKind, round: usize, rps: f64, steady_mib: u64) -> SwapRun {
+        let rss = steady_mib << 20;
+        let sample = |t_secs, phase| PhaseSample { t_secs, phase, rss_bytes: rss };
+        SwapRun {
+            round,
+            allocator,
+            library: "libc".into(),
+            workload: Some(WorkloadReport {
+                requests: rps as u64,
+                allocations: 0,
+                bytes: 0,
+                remote_frees: 0,
+                elapsed_secs: 1.0,
+                idle_requests: 0,
+                steady_start_secs: 0.0,
+                steady_end_secs: 1.0,
+                freed_secs: 1.0,
+                idle_end_secs: 2.0,
+                rss_at_start: 1 << 20,
+                rss_steady_end: rss,
+                rss_after_free: rss,
+                rss_after_idle: rss,
+                rss_after_exit: rss,
+                live: Vec::new(),
+                samples: vec![sample(0.25, Phase::Steady), sample(0.75, Phase::Steady)],
+            }),
+            exit: ExitOutcome::Code(0),
+            wall_secs: 2.0,
+            rss: Vec::new(),
+            peak_rss_bytes: rss,
+            preload_mapped: None,
+            stderr_tail: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_ordering_is_claimed_only_where_the_ranges_over_three_rounds_do_not_overlap() {
+        let figures = [
+            (AllocatorKind::Glibc, [100.0, 110.0, 120.0], [30, 31, 32]),
+            (AllocatorKind::Jemalloc, [130.0, 140.0, 150.0], [30, 40, 41]),
+            (AllocatorKind::Mimalloc, [90.0, 115.0, 160.0], [20, 21, 22]),
+        ];
+        let runs = (1..=3)
+            .flat_map(|round| {
+                figures
+                    .iter()
+                    .map(move |(kind, rps, mib)| fake_run(*kind, round, rps[round - 1], mib[round - 1]))
+            })
+            .collect();
+        let mut outcome = SwapOutcome {
+            subject: Subject::Workload(Workload::quick()),
+            rounds: 3,
+            runs,
+            missing: Vec::new(),
+        };
+        let verdicts = outcome.verdicts();
+        let jemalloc = verdicts.iter().find(|v| v.starts_with("jemalloc")).unwrap();
+        assert!(jemalloc.contains("faster than glibc"), "{jemalloc}");
+        assert!(jemalloc.contains("steady RSS: ranges overlap: no ordering"), "{jemalloc}");
+        let mimalloc = verdicts.iter().find(|v| v.starts_with("mimalloc")).unwrap();
+        assert!(mimalloc.contains("requests: ranges overlap: no ordering"), "{mimalloc}");
+        assert!(mimalloc.contains("lower steady RSS"), "{mimalloc}");
+        let jemalloc =
+            outcome.summaries().into_iter().find(|s| s.allocator == AllocatorKind::Jemalloc).unwrap();
+        let ratio = jemalloc.throughput_vs_glibc.unwrap();
+        assert_eq!((ratio.min, ratio.median, ratio.max), (1.25, 140.0 / 110.0, 1.3));
+
+        outcome.rounds = 2;
+        outcome.runs.retain(|run| run.round <= 2);
+        assert!(
+            outcome.verdicts().iter().all(|v| v.contains("no ordering claimed")),
+            "{:?}",
+            outcome.verdicts()
+        );
+    }
+
+    #[test]
+    fn medians_of_even_counts_average_the_middle_and_ranges_overlap_when_they_touch() {
+        let spread = Spread::of(&[4.0, 1.0, 3.0, 2.0]).unwrap();
+        assert_eq!(spread, Spread { median: 2.5, min: 1.0, max: 4.0 });
+        assert!(Spread::of(&[]).is_none());
+        let low = Spread { median: 1.0, min: 0.5, max: 2.0 };
+        let high = Spread { median: 3.0, min: 2.0, max: 4.0 };
+        let higher = Spread { median: 5.0, min: 4.5, max: 6.0 };
+        assert_eq!(Order::of(&high, &low, 3), Order::Overlap);
+        assert_eq!(Order::of(&higher, &low, 3), Order::Above);
+        assert_eq!(Order::of(&low, &higher, 3), Order::Below);
+        assert_eq!(Order::of(&higher, &low, 2), Order::TooFewRounds);
     }
 }
