@@ -137,6 +137,11 @@ pub struct RunArgs {
     /// Limit on connecting and on each request; a request over it counts as a timeout
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,
+    /// After the end, keep sending requests that were due in the window but still wait for
+    /// a connection (a backlog), late, for up to this long; what is left then is counted as
+    /// never sent. 0 stops at the end
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub drain: Duration,
     /// HTTP/1.1 client: lean (a buffer, the socket and httparse, as wrk's) or hyper's
     #[arg(long, value_enum, default_value = "lean")]
     pub client: Client,
@@ -389,6 +394,7 @@ pub fn run_config(args: &RunArgs) -> Result<RunConfig, Error> {
         connections: args.connections as usize,
         max_in_flight: args.max_in_flight,
         timeout: args.timeout,
+        drain: args.drain,
         metrics_url,
         client: args.client,
     };

@@ -56,6 +56,7 @@
 //!     max_in_flight: None,
 //!     client: loadgen::run::Client::Lean,
 //!     timeout: Duration::from_secs(5),
+//!     drain: Duration::from_secs(1),
 //!     metrics_url: Some(base.with_path("/metrics")),
 //! };
 //! let report = run_load(&config, RunHooks::default()).await?;

@@ -538,7 +538,17 @@ impl RunReport {
 
     /// Writes the per-second series as CSV (absent figures are empty cells).
     pub fn write_csv(&self, path: &Path) -> Result<(), Error> {
-        write_file(path, render_csv(&self.series).as_bytes())
+        // Streamed row by row, like the JSON: a day-long series is tens of megabytes.
+        let file_error = |cause| Error::File { path: path.to_owned(), cause };
+        let mut file = io::BufWriter::new(fs::File::create(path).map_err(file_error)?);
+        let mut line = csv_header();
+        file.write_all(line.as_bytes()).map_err(file_error)?;
+        for row in &self.series {
+            line.clear();
+            csv_row(row, &mut line);
+            file.write_all(line.as_bytes()).map_err(file_error)?;
+        }
+        file.flush().map_err(file_error)
     }
 }
 
@@ -572,6 +582,15 @@ pub fn server_values(server: &ServerSample) -> [Option<f64>; 9] {
 
 /// The series as CSV text, one header line then one line per row.
 pub fn render_csv(series: &[SeriesRow]) -> String {
+    let mut out = csv_header();
+    for row in series {
+        csv_row(row, &mut out);
+    }
+    out
+}
+
+/// The CSV header line, newline included.
+fn csv_header() -> String {
     let mut out = String::from(
         "elapsed_s,interval_s,phase,responses,errors,achieved_rps,p50_ms,p99_ms,max_ms,service_p99_ms,backlog,\
          awaiting_response",
@@ -581,31 +600,33 @@ pub fn render_csv(series: &[SeriesRow]) -> String {
         out.push_str(column);
     }
     out.push('\n');
-    let cell = |value: Option<f64>| value.map_or_else(String::new, |value| value.to_string());
-    for row in series {
-        let _ = write!(
-            out,
-            "{:.3},{:.3},{},{},{},{:.3},{},{},{},{},{},{}",
-            row.elapsed_s,
-            row.interval_s,
-            row.phase.name(),
-            row.responses,
-            row.errors,
-            row.achieved_rps,
-            cell(row.p50_ms),
-            cell(row.p99_ms),
-            cell(row.max_ms),
-            cell(row.service_p99_ms),
-            row.backlog,
-            row.awaiting_response
-        );
-        for value in server_values(&row.server) {
-            out.push(',');
-            out.push_str(&cell(value));
-        }
-        out.push('\n');
-    }
     out
+}
+
+/// Appends one row's CSV line, newline included.
+fn csv_row(row: &SeriesRow, out: &mut String) {
+    let cell = |value: Option<f64>| value.map_or_else(String::new, |value| value.to_string());
+    let _ = write!(
+        out,
+        "{:.3},{:.3},{},{},{},{:.3},{},{},{},{},{},{}",
+        row.elapsed_s,
+        row.interval_s,
+        row.phase.name(),
+        row.responses,
+        row.errors,
+        row.achieved_rps,
+        cell(row.p50_ms),
+        cell(row.p99_ms),
+        cell(row.max_ms),
+        cell(row.service_p99_ms),
+        row.backlog,
+        row.awaiting_response
+    );
+    for value in server_values(&row.server) {
+        out.push(',');
+        out.push_str(&cell(value));
+    }
+    out.push('\n');
 }
 
 /// Writes any serialisable value as pretty JSON, streamed to the file (a day-long run's

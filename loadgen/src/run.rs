@@ -72,6 +72,11 @@ const CONNECT_LEAD: Duration = Duration::from_secs(2);
 /// time), a late one from when it was due (the wait is charged in full).
 const TIMER_LEAD: Duration = Duration::from_millis(1);
 
+/// The drain of `--drain`'s default: long enough for a client or server a few hundred
+/// milliseconds behind to catch up, short enough that a rate no one can reach (a peak
+/// measurement) ends soon after its window.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(1);
+
 /// The longest run accepted (warm-up plus duration): keeps every schedule time far from
 /// overflowing an `Instant`.
 const MAX_RUN: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -120,6 +125,9 @@ pub struct RunConfig {
     pub max_in_flight: Option<u64>,
     /// Limit on connecting and on each request.
     pub timeout: Duration,
+    /// How long after the end requests due in the window but not yet sent (a backlog) are
+    /// still sent; zero drops them at the end (counted as never sent).
+    pub drain: Duration,
     /// The server's `/metrics`, scraped every second; `None` scrapes nothing.
     pub metrics_url: Option<Target>,
     /// The HTTP/1.1 client that sends the load.
@@ -141,6 +149,9 @@ impl RunConfig {
         }
         if self.timeout.is_zero() {
             return invalid("--timeout", "the timeout must be longer than zero");
+        }
+        if self.drain > MAX_RUN {
+            return invalid("--drain", "the drain must stay under 30 days");
         }
         if self.warmup.saturating_add(self.duration) > MAX_RUN {
             return invalid("--duration", "the warm-up plus the duration must stay under 30 days");
@@ -209,7 +220,7 @@ pub async fn run_load(config: &RunConfig, hooks: RunHooks) -> Result<RunReport, 
         start_wall,
         timetable: Mutex::new(
             Timetable::new(config.rps, config.warmup, config.duration, config.max_in_flight)
-                .with_drain(config.timeout),
+                .with_drain(config.drain),
         ),
         awaiting_response: AtomicU64::new(0),
         shards: shards.collect::<Result<_, _>>()?,

@@ -25,7 +25,7 @@ use tokio::process::{Child, Command};
 
 use crate::error::Error;
 use crate::http::{ClientConnection, Target};
-use crate::run::{Client, RequestBody, RunConfig};
+use crate::run::{Client, DEFAULT_DRAIN, RequestBody, RunConfig};
 use crate::workload::WorkloadSpec;
 
 /// The server binary's file name.
@@ -134,6 +134,7 @@ impl ServerProcess {
             connections,
             max_in_flight: None,
             timeout,
+            drain: DEFAULT_DRAIN,
             metrics_url: Some(base.with_path("/metrics")),
             client: Client::Lean,
         })

@@ -15,7 +15,7 @@
 //!
 //! When the window ends, requests that were due in it but still wait for a free connection
 //! (the backlog of a client or server that fell behind) are *drained*: they are still
-//! handed out, late, for up to the drain limit after the end (the run's request timeout),
+//! handed out, late, for up to the drain limit after the end (`--drain`, 1 s by default),
 //! so that a short lag at the end is measured as latency rather than dropped. What is
 //! left when the limit passes is never sent and is reported as unsent. An interrupted run
 //! (Ctrl-C) does not drain.

@@ -219,10 +219,10 @@ async fn a_backlog_left_at_the_end_is_drained_and_measured_not_dropped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_drain_ends_with_the_request_timeout_and_what_is_left_is_unsent() {
+async fn the_drain_ends_at_its_limit_and_what_is_left_is_unsent() {
     let server = TestServer::start(Behaviour::Delay(Duration::from_millis(100)), None).await;
     let mut short = config(&server, 100.0, Duration::from_secs(1), 1);
-    short.timeout = Duration::from_millis(300);
+    short.drain = Duration::from_millis(300);
     let report = run_load(&short, RunHooks::default()).await.unwrap();
     let requests = &report.requests;
     // About 13 requests fit in the 1 s window plus the 0.3 s drain.
@@ -230,4 +230,10 @@ async fn the_drain_ends_with_the_request_timeout_and_what_is_left_is_unsent() {
     assert_eq!(requests.attempted + requests.unsent, requests.scheduled, "{requests:?}");
     assert_eq!(server.received(), requests.attempted);
     assert!(report.render_summary().contains("still waiting when the drain after the end ran out"));
+    // --drain 0: the run stops at the end of its window, as before the drain existed.
+    let mut none = config(&server, 100.0, Duration::from_secs(1), 1);
+    none.drain = Duration::ZERO;
+    let report = run_load(&none, RunHooks::default()).await.unwrap();
+    assert!(report.requests.unsent >= 80, "{:?}", report.requests);
+    assert!(report.measured_s < 1.2, "stopped at the end: {} s", report.measured_s);
 }

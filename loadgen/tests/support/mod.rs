@@ -175,6 +175,7 @@ pub fn config(server: &TestServer, rps: f64, duration: Duration, connections: us
         connections,
         max_in_flight: None,
         timeout: Duration::from_secs(10),
+        drain: Duration::from_secs(10),
         metrics_url: None,
         client: loadgen::run::Client::Lean,
     }
