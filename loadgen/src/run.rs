@@ -256,7 +256,11 @@ pub async fn run_load(config: &RunConfig, hooks: RunHooks) -> Result<RunReport, 
         let (mut stop, mut finished) = (stop.clone(), finished.clone());
         let engine = Arc::clone(&engine);
         async move {
+            // Biased: once the connections have seen a stop and ended, both branches are
+            // ready, and the stop must still move the end (else the run reads as complete,
+            // with the rest of its schedule never sent).
             tokio::select! {
+                biased;
                 () = wait_until_true(&mut stop) => engine.stop_now(),
                 () = wait_until_true(&mut finished) => {}
             }
@@ -532,9 +536,14 @@ async fn drive_connection(
                     None => tokio::time::sleep_until(due.into()).await,
                 }
             };
-            tokio::select! {
-                () = idle => {}
-                () = wait_until_true(&mut stop) => break,
+            let stopped = tokio::select! {
+                () = idle => false,
+                () = wait_until_true(&mut stop) => true,
+            };
+            // A stop ends the wait, but a request already due when it came (the timer can
+            // fire a few milliseconds late) was due before the stop: it is still sent.
+            if stopped && slot.intended > engine.elapsed() {
+                break;
             }
         }
         let sample = engine.exchange(&mut connection, slot, &mut buffers).await;
