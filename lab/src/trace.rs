@@ -358,11 +358,17 @@ pub fn replay_sampled<H: TraceHeap>(
     Ok(taken)
 }
 
-/// The median of `values` (0 when empty).
+/// The median of `values` (of an even count, the mean of the two middle values; 0 when
+/// empty).
 pub fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+    let middle = sorted.len() / 2;
+    match sorted.len() {
+        0 => 0.0,
+        count if count % 2 == 1 => sorted[middle],
+        _ => (sorted[middle - 1] + sorted[middle]) / 2.0,
+    }
 }
 
 /// A figure measured once per round: its median and its range.
@@ -379,12 +385,17 @@ pub struct Spread {
 impl Spread {
     /// The spread of `values` (all 0 when empty).
     pub fn of(values: &[f64]) -> Spread {
+        Spread::try_of(values).unwrap_or_default()
+    }
+
+    /// The spread of `values`; `None` when there are none.
+    pub fn try_of(values: &[f64]) -> Option<Spread> {
         if values.is_empty() {
-            return Spread::default();
+            return None;
         }
         let min = values.iter().copied().fold(f64::INFINITY, f64::min);
         let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        Spread { median: median(values), min, max }
+        Some(Spread { median: median(values), min, max })
     }
 
     /// Whether the two ranges share a value: where they do, the rounds do not order the two.
@@ -399,7 +410,12 @@ impl Spread {
 
     /// `median (min–max)`, each with `decimals` decimals.
     pub fn show(&self, decimals: usize) -> String {
-        format!("{:.d$} ({:.d$}–{:.d$})", self.median, self.min, self.max, d = decimals)
+        self.text(|value| format!("{value:.decimals$}"))
+    }
+
+    /// `median (min–max)`, each formatted by `format`.
+    pub fn text(&self, format: impl Fn(f64) -> String) -> String {
+        format!("{} ({}–{})", format(self.median), format(self.min), format(self.max))
     }
 
     /// `median× (min–max)`, for ratios.

@@ -150,24 +150,42 @@ fn odd_size(i: usize) -> usize {
     1 + (i * 7) % 61
 }
 
-fn arena_alignment(source: &Arc<ChunkSource>, per_alignment: usize) -> Check {
-    let arena = Arena::with_source(Arc::clone(source));
-    let (mut checked, mut misaligned, mut refused) = (0, 0, 0);
-    for align in ALIGNMENTS {
-        for i in 0..per_alignment {
-            // Unaligned filler first, then the aligned request.
-            let filler = Layout::from_size_align(odd_size(i), 1).expect("odd sizes are small");
-            let layout =
-                Layout::from_size_align(odd_size(i + 1), align).expect("alignments are powers of two");
-            match (arena.alloc_layout(filler), arena.alloc_layout(layout)) {
-                (Ok(_), Ok(ptr)) => {
-                    checked += 1;
-                    misaligned += usize::from(!ptr.as_ptr().addr().is_multiple_of(align));
-                }
-                _ => refused += 1,
+/// Allocations checked, misaligned and refused over the alignment checks.
+#[derive(Debug, Default)]
+struct AlignmentTally {
+    checked: usize,
+    misaligned: usize,
+    refused: usize,
+}
+
+/// `per_alignment` rounds at one alignment: an unaligned filler of an odd size, then an
+/// aligned request of another, through `alloc`; counts the aligned results in `tally`.
+fn alignment_pass(
+    align: usize,
+    per_alignment: usize,
+    tally: &mut AlignmentTally,
+    mut alloc: impl FnMut(Layout) -> Option<NonNull<u8>>,
+) {
+    for i in 0..per_alignment {
+        let filler = Layout::from_size_align(odd_size(i), 1).expect("odd sizes are small");
+        let layout = Layout::from_size_align(odd_size(i + 1), align).expect("alignments are powers of two");
+        match (alloc(filler), alloc(layout)) {
+            (Some(_), Some(ptr)) => {
+                tally.checked += 1;
+                tally.misaligned += usize::from(!ptr.as_ptr().addr().is_multiple_of(align));
             }
+            _ => tally.refused += 1,
         }
     }
+}
+
+fn arena_alignment(source: &Arc<ChunkSource>, per_alignment: usize) -> Check {
+    let arena = Arena::with_source(Arc::clone(source));
+    let mut tally = AlignmentTally::default();
+    for align in ALIGNMENTS {
+        alignment_pass(align, per_alignment, &mut tally, |layout| arena.alloc_layout(layout).ok());
+    }
+    let AlignmentTally { checked, misaligned, refused } = tally;
     Check {
         task: 4,
         allocator: "Arena",
@@ -186,22 +204,12 @@ fn fixed_arena_alignment(per_alignment: usize) -> Check {
     // the arena's buffer can start one byte past the vector's (misaligned) start.
     let mut buffer = vec![0u8; per_alignment * (2 * 64 + 4096) + 4097];
     let mut arena = FixedArena::new(&mut buffer[1..]);
-    let (mut checked, mut misaligned, mut refused) = (0, 0, 0);
+    let mut tally = AlignmentTally::default();
     for align in ALIGNMENTS {
-        for i in 0..per_alignment {
-            let filler = Layout::from_size_align(odd_size(i), 1).expect("odd sizes are small");
-            let layout =
-                Layout::from_size_align(odd_size(i + 1), align).expect("alignments are powers of two");
-            match (arena.alloc_layout(filler), arena.alloc_layout(layout)) {
-                (Ok(_), Ok(ptr)) => {
-                    checked += 1;
-                    misaligned += usize::from(!ptr.as_ptr().addr().is_multiple_of(align));
-                }
-                _ => refused += 1,
-            }
-        }
+        alignment_pass(align, per_alignment, &mut tally, |layout| arena.alloc_layout(layout).ok());
         arena.reset();
     }
+    let AlignmentTally { checked, misaligned, refused } = tally;
     Check {
         task: 4,
         allocator: "FixedArena",

@@ -31,9 +31,7 @@ use crate::chart::{Bar, Chart, ChartKind, LinePanel, Series};
 use crate::child::Launch;
 use crate::process::{self, ChildSpec, ExitOutcome, RssSample};
 use crate::report::{self, CsvFile, Outcome, Table};
-
-/// Rounds below which no ordering is claimed.
-pub const MIN_ROUNDS_FOR_ORDERING: usize = 3;
+use crate::trace::{MIN_ROUNDS_TO_ORDER, Order, Spread};
 
 /// What `swap` runs under each allocator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,7 +113,7 @@ impl SwapOptions {
         SwapOptions {
             subject: Subject::Workload(workload),
             interval: Duration::from_millis(20),
-            rounds: MIN_ROUNDS_FOR_ORDERING,
+            rounds: MIN_ROUNDS_TO_ORDER,
         }
     }
 
@@ -124,7 +122,7 @@ impl SwapOptions {
         SwapOptions {
             subject: Subject::Command(command),
             interval: Duration::from_millis(20),
-            rounds: MIN_ROUNDS_FOR_ORDERING,
+            rounds: MIN_ROUNDS_TO_ORDER,
         }
     }
 }
@@ -204,68 +202,6 @@ fn run_once(exe: &Path, options: &SwapOptions, located: &Located, round: usize) 
     })
 }
 
-/// A median with the range it came from.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Spread {
-    /// The median (of an even count, the mean of the two middle values).
-    pub median: f64,
-    /// The smallest value.
-    pub min: f64,
-    /// The largest value.
-    pub max: f64,
-}
-
-impl Spread {
-    /// The spread of `values`; `None` when there are none.
-    pub fn of(values: &[f64]) -> Option<Spread> {
-        let mut sorted = values.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        let (&min, &max) = (sorted.first()?, sorted.last()?);
-        let middle = sorted.len() / 2;
-        let median =
-            if sorted.len() % 2 == 1 { sorted[middle] } else { (sorted[middle - 1] + sorted[middle]) / 2.0 };
-        Some(Spread { median, min, max })
-    }
-
-    /// Whether the two ranges share a value.
-    pub fn overlaps(&self, other: &Spread) -> bool {
-        self.min <= other.max && other.min <= self.max
-    }
-
-    /// `median (min–max)`, each formatted by `format`.
-    pub fn text(&self, format: impl Fn(f64) -> String) -> String {
-        format!("{} ({}–{})", format(self.median), format(self.min), format(self.max))
-    }
-}
-
-/// How one allocator's range compares with glibc's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
-    /// Every value above glibc's range.
-    Above,
-    /// Every value below glibc's range.
-    Below,
-    /// The ranges overlap: no ordering.
-    Overlap,
-    /// Fewer than [`MIN_ROUNDS_FOR_ORDERING`] rounds: no ordering claimed.
-    TooFewRounds,
-}
-
-impl Order {
-    /// How `spread` compares with `baseline` over `rounds` rounds.
-    pub fn of(spread: &Spread, baseline: &Spread, rounds: usize) -> Order {
-        if rounds < MIN_ROUNDS_FOR_ORDERING {
-            Order::TooFewRounds
-        } else if spread.overlaps(baseline) {
-            Order::Overlap
-        } else if spread.min > baseline.max {
-            Order::Above
-        } else {
-            Order::Below
-        }
-    }
-}
-
 /// One allocator's figures over the rounds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AllocatorSummary {
@@ -314,7 +250,7 @@ pub struct SwapOutcome {
 /// The median RSS of the readings in `samples`; `None` when there are none.
 fn median_rss<'a>(samples: impl Iterator<Item = &'a PhaseSample>) -> Option<f64> {
     let values: Vec<f64> = samples.map(|s| s.rss_bytes as f64).collect();
-    Spread::of(&values).map(|s| s.median)
+    Spread::try_of(&values).map(|s| s.median)
 }
 
 /// The steady phase's second-half median RSS over its first-half median, minus one.
@@ -351,11 +287,11 @@ impl SwapOutcome {
                 Some(figure(run)? / base.max(f64::MIN_POSITIVE))
             })
             .collect();
-        Spread::of(&ratios)
+        Spread::try_of(&ratios)
     }
 
     fn spread(&self, kind: AllocatorKind, figure: impl Fn(&SwapRun) -> Option<f64>) -> Option<Spread> {
-        Spread::of(&self.runs_of(kind).filter_map(figure).collect::<Vec<_>>())
+        Spread::try_of(&self.runs_of(kind).filter_map(figure).collect::<Vec<_>>())
     }
 
     /// One summary per allocator that ran, glibc first.
@@ -385,15 +321,15 @@ impl SwapOutcome {
     }
 
     /// The verdict per allocator against glibc: an ordering only where the ranges do not
-    /// overlap over at least [`MIN_ROUNDS_FOR_ORDERING`] rounds.
+    /// overlap over at least [`MIN_ROUNDS_TO_ORDER`] rounds.
     pub fn verdicts(&self) -> Vec<String> {
         let summaries = self.summaries();
         let Some(base) = summaries.iter().find(|s| s.allocator == AllocatorKind::Glibc) else {
             return vec!["glibc did not run, so there is no baseline to compare with".to_owned()];
         };
-        if self.rounds < MIN_ROUNDS_FOR_ORDERING {
+        if self.rounds < MIN_ROUNDS_TO_ORDER {
             return vec![format!(
-                "{} round(s): no ordering claimed ({MIN_ROUNDS_FOR_ORDERING} or more alternating rounds are needed)",
+                "{} round(s): no ordering claimed ({MIN_ROUNDS_TO_ORDER} or more alternating rounds are needed)",
                 self.rounds
             )];
         }
@@ -407,8 +343,8 @@ impl SwapOutcome {
                        f: &dyn Fn(f64) -> String| {
             let ranges = format!("{} vs glibc's {}", range(own, f), range(glibc, f));
             match Order::of(own, glibc, self.rounds) {
-                Order::Above => format!("{above} ({what} {ranges})"),
-                Order::Below => format!("{below} ({what} {ranges})"),
+                Order::Higher => format!("{above} ({what} {ranges})"),
+                Order::Lower => format!("{below} ({what} {ranges})"),
                 Order::Overlap | Order::TooFewRounds => {
                     format!("{what}: ranges overlap: no ordering ({ranges})")
                 }
@@ -995,15 +931,15 @@ mod tests {
 
     #[test]
     fn medians_of_even_counts_average_the_middle_and_ranges_overlap_when_they_touch() {
-        let spread = Spread::of(&[4.0, 1.0, 3.0, 2.0]).unwrap();
+        let spread = Spread::try_of(&[4.0, 1.0, 3.0, 2.0]).unwrap();
         assert_eq!(spread, Spread { median: 2.5, min: 1.0, max: 4.0 });
-        assert!(Spread::of(&[]).is_none());
+        assert!(Spread::try_of(&[]).is_none());
         let low = Spread { median: 1.0, min: 0.5, max: 2.0 };
         let high = Spread { median: 3.0, min: 2.0, max: 4.0 };
         let higher = Spread { median: 5.0, min: 4.5, max: 6.0 };
         assert_eq!(Order::of(&high, &low, 3), Order::Overlap);
-        assert_eq!(Order::of(&higher, &low, 3), Order::Above);
-        assert_eq!(Order::of(&low, &higher, 3), Order::Below);
+        assert_eq!(Order::of(&higher, &low, 3), Order::Higher);
+        assert_eq!(Order::of(&low, &higher, 3), Order::Lower);
         assert_eq!(Order::of(&higher, &low, 2), Order::TooFewRounds);
     }
 }

@@ -20,7 +20,7 @@ use crate::child::Launch;
 use crate::process::TempDir;
 use crate::report::{self, Table};
 use crate::scale::{AtScale, Scale};
-use crate::trace::median;
+use crate::trace::Spread;
 
 use super::{ProfiledRun, ProfiledWorkload, SITES, Symbolized, convert_dump, error_percent, profiling_conf};
 
@@ -96,9 +96,8 @@ pub struct Sweep {
 
 /// Median, minimum and maximum (zeros when empty).
 fn spread(values: &[f64]) -> (f64, f64, f64) {
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if values.is_empty() { (0.0, 0.0, 0.0) } else { (median(values), min, max) }
+    let Spread { median, min, max } = Spread::of(values);
+    (median, min, max)
 }
 
 fn percent_spread(values: &[f64]) -> String {
